@@ -1,0 +1,726 @@
+"""The runtime of one actor (its cell), and the Context its handlers see."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+
+from ..errors import (
+    ActorFailed,
+    ActorNameTaken,
+    ActorStartFailed,
+    ActorStopped,
+    InvalidActorName,
+    MessageDropped,
+    ReplyError,
+    SystemNotRunning,
+)
+from ..mailbox import Bounded, Closed, Mailbox, MailboxSpec, Overflow, Unbounded
+from ..supervisor import Directive, OneForOne, RestartHistory, SupervisorStrategy
+from ._base import Actor, ActorSpec, Reply, Terminated
+from ._events import (
+    ActorFailed as ActorFailedEvent,
+)
+from ._events import (
+    ActorRestarted,
+    ActorStarted,
+    DeadLetter,
+    DeadLetterReason,
+    StopReason,
+)
+from ._events import (
+    ActorStopped as ActorStoppedEvent,
+)
+from ._ref import ActorRef, current_cell
+
+if TYPE_CHECKING:
+    from ._system import ActorSystem
+
+__all__ = ["ActorCell", "Context", "Factory", "spawn_child"]
+
+logger = logging.getLogger("tinyagents.actor")
+
+Envelope = tuple[Any, "ActorRef | None", "Reply | None"]
+Factory = Callable[[], Actor] | ActorSpec
+
+DEFAULT_SUPERVISOR = OneForOne()
+_UNBOUNDED = Unbounded()
+_FAIRNESS_BURST = 64
+_NAME_RE = re.compile(r"^[^/\s$][^/\s]*$")
+
+# cell states
+STARTING, RUNNING, STOPPING, STOPPED = range(4)
+
+
+class _StopRequest:
+    __slots__ = ()
+
+
+class _RestartRequest:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _ChildFailed:
+    __slots__ = ("child", "error")
+
+    def __init__(self, child: ActorCell, error: BaseException) -> None:
+        self.child = child
+        self.error = error
+
+
+class _Watched:
+    """A Terminated notification, checked against ``watching`` when taken."""
+
+    __slots__ = ("notice", "target")
+
+    def __init__(self, target: ActorCell, notice: Terminated) -> None:
+        self.target = target
+        self.notice = notice
+
+
+_STOP = _StopRequest()
+
+
+class Parent(Protocol):
+    """What a cell needs from its parent: an actor cell or the system's guardian."""
+
+    system: ActorSystem
+    children: dict[str, ActorCell] | None
+    nursery: trio.Nursery | None
+
+    @property
+    def path(self) -> str: ...
+
+    def child_failed(self, child: ActorCell, error: BaseException) -> None: ...
+
+    def next_name(self) -> str: ...
+
+
+def _make_instance(factory: Factory) -> Actor:
+    instance = factory.create_actor() if isinstance(factory, ActorSpec) else factory()
+    if not isinstance(instance, Actor):
+        raise TypeError(f"an actor factory must return an Actor instance, not {instance!r}")
+    return instance
+
+
+def validate_name(name: str) -> None:
+    if not isinstance(name, str):
+        raise InvalidActorName(repr(name), "a name must be a str")
+    if not name:
+        raise InvalidActorName(name, "a name must not be empty")
+    if not _NAME_RE.match(name):
+        raise InvalidActorName(
+            name, "a name must not contain '/' or whitespace, nor start with '$'"
+        )
+
+
+async def spawn_child(
+    parent: Parent,
+    factory: Factory,
+    name: str | None,
+    mailbox: MailboxSpec | None,
+    supervisor: SupervisorStrategy | None,
+) -> ActorRef:
+    """Create, register and start one actor under ``parent`` (see ``ActorSystem.spawn``)."""
+    system = parent.system
+    nursery = parent.nursery
+    if nursery is None or parent.children is None:
+        raise SystemNotRunning(f"cannot spawn under {parent.path}: it is not running")
+    if name is None:
+        name = parent.next_name()
+    else:
+        validate_name(name)
+        if name in parent.children:
+            raise ActorNameTaken(f"{parent.path}/{name}")
+    if mailbox is not None and not isinstance(mailbox, Unbounded | Bounded):
+        raise TypeError(f"mailbox must be Unbounded() or Bounded(...), not {mailbox!r}")
+    instance = _make_instance(factory)
+    cell = ActorCell(
+        system,
+        parent,
+        name,
+        factory,
+        instance,
+        (mailbox or _UNBOUNDED).create(),
+        supervisor or DEFAULT_SUPERVISOR,
+    )
+    parent.children[name] = cell
+    if type(instance).started is Actor.started:
+        # Nothing can fail before the first message: the actor is ready as it is.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        nursery.start_soon(cell.run, name=cell)
+    else:
+        await nursery.start(cell.run, name=cell)
+    return cell.ref
+
+
+class ActorCell:
+    """Everything the runtime keeps for one live actor. Internal."""
+
+    __slots__ = (
+        "_context",
+        "_path",
+        "backoff_scope",
+        "children",
+        "current",
+        "current_reply",
+        "detached",
+        "escalation",
+        "factory",
+        "history",
+        "instance",
+        "mailbox",
+        "name",
+        "name_counter",
+        "nursery",
+        "parent",
+        "ref",
+        "state",
+        "stop_error",
+        "stop_reason",
+        "supervisor",
+        "system",
+        "terminated_event",
+        "uid",
+        "watchers",
+        "watching",
+    )
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        parent: Parent,
+        name: str,
+        factory: Factory,
+        instance: Actor,
+        mailbox: Mailbox[Envelope],
+        supervisor: SupervisorStrategy,
+    ) -> None:
+        self.system = system
+        self.parent = parent
+        self.name = name
+        self.uid = system._next_uid()
+        self.factory = factory
+        self.instance = instance
+        self.mailbox = mailbox
+        self.supervisor = supervisor
+        self.ref = ActorRef._create(self)
+        self.state = STARTING
+        self.children: dict[str, ActorCell] | None = None
+        self.nursery: trio.Nursery | None = None
+        self.current: Envelope | None = None
+        self.current_reply: Reply | None = None
+        self.detached: set[Reply] | None = None
+        self.watchers: set[ActorCell] | None = None
+        self.watching: set[ActorCell] | None = None
+        self.history: RestartHistory | None = None
+        self.terminated_event: trio.Event | None = None
+        self.backoff_scope: trio.CancelScope | None = None
+        self.stop_reason = StopReason.STOPPED
+        self.stop_error: BaseException | None = None
+        self.escalation: BaseException | None = None
+        self.name_counter = 0
+        self._context: Context | None = None
+        self._path: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<actor {self.path}>"
+
+    @property
+    def path(self) -> str:
+        path = self._path
+        if path is None:
+            path = self._path = f"{self.parent.path}/{self.name}"
+        return path
+
+    @property
+    def context(self) -> Context:
+        ctx = self._context
+        if ctx is None:
+            ctx = self._context = Context._create(self)
+        return ctx
+
+    def next_name(self) -> str:
+        self.name_counter += 1
+        return f"${self.name_counter}"
+
+    # -- delivery (called by refs, from any task) ------------------------------------
+
+    def accept(self, envelope: Envelope) -> None:
+        """Enqueue without waiting; BLOCK counts as full. Raises ``Full``."""
+        try:
+            dropped = self.mailbox.put_nowait(envelope)
+        except Closed:
+            self.undeliverable(envelope, DeadLetterReason.RECIPIENT_STOPPED)
+            return
+        if dropped is not None:
+            self.dropped(dropped)
+
+    async def accept_waiting(self, envelope: Envelope) -> None:
+        """Enqueue, waiting for room under BLOCK."""
+        try:
+            dropped = await self.mailbox.put(envelope)
+        except Closed:
+            self.undeliverable(envelope, DeadLetterReason.RECIPIENT_STOPPED)
+            return
+        if dropped is not None:
+            self.dropped(dropped)
+
+    def dropped(self, envelope: Envelope) -> None:
+        if self.mailbox.overflow is Overflow.DROP_NEWEST:
+            reason = DeadLetterReason.DROPPED_NEWEST
+        else:
+            reason = DeadLetterReason.DROPPED_OLDEST
+        reply = envelope[2]
+        if reply is not None:
+            reply._settle(None, MessageDropped(self.path, self.mailbox.overflow.name, envelope[0]))
+        self.system._dead_letter(envelope[0], envelope[1], self.ref, reason)
+
+    def undeliverable(self, envelope: Envelope, reason: DeadLetterReason) -> None:
+        """Make ``envelope`` a dead letter and end its ask, if any, with ActorStopped."""
+        reply = envelope[2]
+        if reply is not None:
+            reply._settle(None, ActorStopped(self.path, envelope[0]))
+        self.system._dead_letter(envelope[0], envelope[1], self.ref, reason)
+
+    def request_stop(self) -> None:
+        """Ask the actor to stop after its current message. Idempotent."""
+        if self.state >= STOPPING:
+            return
+        self.state = STOPPING
+        scope = self.backoff_scope
+        if scope is not None:
+            scope.cancel()
+        self.mailbox.put_system(_STOP)
+
+    async def wait_terminated(self) -> None:
+        if self.state == STOPPED:
+            await trio.lowlevel.checkpoint()
+            return
+        if self.terminated_event is None:
+            self.terminated_event = trio.Event()
+        await self.terminated_event.wait()
+
+    # -- replies ---------------------------------------------------------------------
+
+    def forget_reply(self, reply: Reply) -> None:
+        if self.detached is not None:
+            self.detached.discard(reply)
+
+    def late_reply(self, value: object) -> None:
+        self.system._dead_letter(value, self.ref, None, DeadLetterReason.LATE_REPLY)
+
+    def detach_current_reply(self) -> Reply | None:
+        reply = self.current_reply
+        if reply is None:
+            return None
+        self.current_reply = None
+        if not reply._done:
+            if self.detached is None:
+                self.detached = set()
+            self.detached.add(reply)
+        return reply
+
+    # -- watch -----------------------------------------------------------------------
+
+    def watch(self, target: ActorCell) -> None:
+        watching = self.watching
+        if watching is None:
+            watching = self.watching = set()
+        if target in watching or target is self:
+            return
+        watching.add(target)
+        if target.state == STOPPED:
+            self.notify_terminated(target)
+        else:
+            if target.watchers is None:
+                target.watchers = set()
+            target.watchers.add(self)
+
+    def unwatch(self, target: ActorCell) -> None:
+        if self.watching is not None:
+            self.watching.discard(target)
+        if target.watchers is not None:
+            target.watchers.discard(self)
+
+    def notify_terminated(self, target: ActorCell) -> None:
+        if self.state == STOPPED:
+            return
+        notice = Terminated(target.ref, target.stop_reason, target.stop_error)
+        self.mailbox.put_system(_Watched(target, notice))
+
+    # -- parent duties ---------------------------------------------------------------
+
+    def child_failed(self, child: ActorCell, error: BaseException) -> None:
+        if self.state < STOPPED:
+            self.mailbox.put_system(_ChildFailed(child, error))
+
+    # -- the actor's task ------------------------------------------------------------
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        current_cell.set(self)
+        start_error: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                self.children = {}
+                try:
+                    await self.instance.started(self.context)
+                except Exception as exc:
+                    start_error = exc
+                    nursery.cancel_scope.cancel()
+                else:
+                    if self.state == STARTING:
+                        self.state = RUNNING
+                    task_status.started()
+                    events = self.system.events
+                    if events.active:
+                        events.publish(ActorStarted(self.ref))
+                    await self._loop()
+                    self._close_mailbox()
+                    await self._stop_children()
+                    await self._call_stopped()
+        finally:
+            with trio.CancelScope(shield=True):
+                self._finalize()
+        if start_error is not None:
+            raise ActorStartFailed(self.path, start_error) from start_error
+
+    async def _loop(self) -> None:
+        mailbox = self.mailbox
+        queue = mailbox.queue
+        system_queue = mailbox.system
+        ctx = self.context
+        burst = 0
+        while True:
+            if system_queue:
+                if await self._handle_system(system_queue.popleft()):
+                    return
+                continue
+            if not queue:
+                burst = 0
+                await mailbox.wait()
+                continue
+            envelope = queue.popleft()
+            if mailbox._blocked is not None:
+                mailbox.took_one()
+            reply = envelope[2]
+            self.current = envelope
+            self.current_reply = reply
+            if reply is not None:
+                reply._owner = self
+            mailbox.busy = True
+            try:
+                result = await self.instance.receive(ctx, envelope[0])
+            except Exception as exc:
+                mailbox.busy = False
+                mailbox.processed += 1
+                self.current = None
+                if await self._failed(exc, envelope):
+                    return
+            else:
+                mailbox.busy = False
+                mailbox.processed += 1
+                self.current = None
+                reply = self.current_reply
+                if reply is not None:
+                    self.current_reply = None
+                    if not reply._done:
+                        reply._settle(result, None)
+            burst += 1
+            if burst >= _FAIRNESS_BURST:
+                burst = 0
+                await trio.lowlevel.checkpoint()
+
+    async def _handle_system(self, item: object) -> bool:
+        """Handle one system message; return True when the actor must stop."""
+        if item is _STOP:
+            return True
+        if isinstance(item, _Watched):
+            watching = self.watching
+            if watching is None or item.target not in watching:
+                return False  # unwatched meanwhile
+            watching.discard(item.target)
+            envelope: Envelope = (item.notice, item.target.ref, None)
+            self.current = envelope
+            try:
+                await self.instance.receive(self.context, item.notice)
+            except Exception as exc:
+                self.current = None
+                return await self._failed(exc, envelope)
+            self.current = None
+            return False
+        if isinstance(item, _RestartRequest):
+            try:
+                return await self._restart(item.error, 0.0, sibling=True)
+            except Exception as exc:
+                return await self._failed(exc, None)
+        if isinstance(item, _ChildFailed):
+            return await self._failed(item.error, None)
+        raise AssertionError(f"unknown system message {item!r}")  # pragma: no cover
+
+    async def _failed(self, error: Exception, envelope: Envelope | None) -> bool:
+        """Supervise one failure; return True when the actor must stop."""
+        if envelope is not None:
+            reply = self.current_reply if envelope[2] is not None else None
+            self.current_reply = None
+            if reply is not None and not reply._done:
+                failure = ActorFailed(self.path, error, envelope[0])
+                failure.__cause__ = error
+                reply._settle(None, failure)
+            self.system._dead_letter(
+                envelope[0], envelope[1], self.ref, DeadLetterReason.HANDLER_FAILED
+            )
+        while True:
+            if self.history is None:
+                self.history = RestartHistory()
+            directive, delay = self.supervisor.decide(
+                self.history, trio.current_time(), self.system._random
+            )
+            logger.warning(
+                "actor %s failed (%s): %r", self.path, directive.value, error, exc_info=error
+            )
+            events = self.system.events
+            if events.active:
+                events.publish(ActorFailedEvent(self.ref, error, directive.value))
+            if directive is Directive.STOP or directive is Directive.ESCALATE:
+                self.stop_reason = StopReason.FAILED
+                self.stop_error = error
+                if directive is Directive.ESCALATE:
+                    self.escalation = error
+                return True
+            if directive is Directive.RESTART_ALL:
+                siblings = self.parent.children or {}
+                for sibling in list(siblings.values()):
+                    if sibling is not self and sibling.state < STOPPING:
+                        sibling.mailbox.put_system(_RestartRequest(error))
+            try:
+                return await self._restart(error, delay, sibling=False)
+            except Exception as exc:
+                error = exc
+
+    async def _restart(self, error: BaseException, delay: float, *, sibling: bool) -> bool:
+        """Replace the instance after ``delay``; raises if the new instance fails to start."""
+        if delay > 0:
+            with trio.CancelScope() as scope:
+                self.backoff_scope = scope
+                if self.state >= STOPPING:
+                    scope.cancel()
+                await trio.sleep(delay)
+            self.backoff_scope = None
+        if self.state >= STOPPING:
+            return True
+        await self._stop_children()
+        self.instance = _make_instance(self.factory)
+        events = self.system.events
+        if events.active:
+            events.publish(ActorRestarted(self.ref, None if sibling else error))
+        await self.instance.restarted(self.context, None if sibling else error)
+        return False
+
+    async def _stop_children(self) -> None:
+        children = self.children
+        if not children:
+            return
+        cells = list(children.values())
+        for child in cells:
+            child.request_stop()
+        for child in cells:
+            await child.wait_terminated()
+
+    async def _call_stopped(self) -> None:
+        try:
+            await self.instance.stopped(self.context)
+        except Exception as exc:
+            logger.warning("actor %s: stopped() raised %r", self.path, exc, exc_info=exc)
+            events = self.system.events
+            if events.active:
+                events.publish(ActorFailedEvent(self.ref, exc, "stop"))
+
+    def _close_mailbox(self) -> None:
+        if self.state < STOPPING:
+            self.state = STOPPING
+        mailbox = self.mailbox
+        if mailbox.closed:
+            return
+        for envelope in mailbox.close():
+            self.undeliverable(envelope, DeadLetterReason.RECIPIENT_STOPPED)
+
+    def _finalize(self) -> None:
+        """Last rites, synchronous so that cancellation cannot interrupt them."""
+        self._close_mailbox()
+        # A message cut short by cancellation is a dead letter too.
+        current = self.current
+        if current is not None:
+            self.current = None
+            self.current_reply = None
+            self.undeliverable(current, DeadLetterReason.RECIPIENT_STOPPED)
+        reply = self.current_reply
+        if reply is not None and not reply._done:
+            reply._settle(None, ActorStopped(self.path, reply.message))
+        if self.detached:
+            for reply in list(self.detached):
+                reply._settle(None, ActorStopped(self.path, reply.message))
+            self.detached = None
+        for item in self.mailbox.system:
+            if isinstance(item, _ChildFailed) and self.stop_error is None:
+                logger.warning(
+                    "actor %s stopped before handling the failure of %s: %r",
+                    self.path,
+                    item.child.path,
+                    item.error,
+                )
+        self.mailbox.system.clear()
+        self.state = STOPPED
+        if self.watching:
+            for target in self.watching:
+                if target.watchers is not None:
+                    target.watchers.discard(self)
+            self.watching = None
+        if self.watchers:
+            for watcher in self.watchers:
+                watcher.notify_terminated(self)
+            self.watchers = None
+        siblings = self.parent.children
+        if siblings is not None and siblings.get(self.name) is self:
+            del siblings[self.name]
+        self.system._actor_terminated(self)
+        events = self.system.events
+        if events.active:
+            events.publish(ActorStoppedEvent(self.ref, self.stop_reason, self.stop_error))
+        if self.terminated_event is not None:
+            self.terminated_event.set()
+        if self.escalation is not None:
+            self.parent.child_failed(self, self.escalation)
+
+
+class Context:
+    """What a handler knows about its actor and the message it is handling.
+
+    One context per actor; ``sender`` and the reply refer to the message being
+    handled now. Not created directly.
+    """
+
+    __slots__ = ("_cell",)
+
+    def __init__(self) -> None:
+        raise TypeError("Context objects are created by the actor system")
+
+    @classmethod
+    def _create(cls, cell: ActorCell) -> Context:
+        ctx = object.__new__(cls)
+        ctx._cell = cell
+        return ctx
+
+    def __repr__(self) -> str:
+        return f"<Context of {self._cell.path}>"
+
+    @property
+    def self(self) -> ActorRef:
+        """This actor's own ref."""
+        return self._cell.ref
+
+    @property
+    def sender(self) -> ActorRef | None:
+        """The sender of the message being handled, or ``None`` if it came from outside
+        any actor."""
+        current = self._cell.current
+        return None if current is None else current[1]
+
+    @property
+    def system(self) -> ActorSystem:
+        """The actor system this actor lives in."""
+        return self._cell.system
+
+    @property
+    def parent(self) -> ActorRef | None:
+        """The parent's ref, or ``None`` for a top-level actor."""
+        parent = self._cell.parent
+        return parent.ref if isinstance(parent, ActorCell) else None
+
+    @property
+    def children(self) -> list[ActorRef]:
+        """Refs of the live children, in spawn order."""
+        return [child.ref for child in (self._cell.children or {}).values()]
+
+    @property
+    def asked(self) -> bool:
+        """Whether the message being handled is an ask still waiting for its reply."""
+        reply = self._cell.current_reply
+        return reply is not None and not reply._done
+
+    def reply(self, value: object) -> None:
+        """Answer the ask being handled now; the handler's return value is then ignored.
+
+        Raises:
+            ReplyError: the message was not asked, or was already answered.
+        """
+        reply = self._cell.current_reply
+        if reply is None:
+            raise ReplyError(f"{self._cell.path}: the message being handled was not asked")
+        reply.send(value)
+
+    def detach_reply(self) -> Reply:
+        """Take the pending reply to answer it later, from any task.
+
+        The handler's return value is then not used as the reply. If the actor stops
+        before the reply is given, the asker gets ``ActorStopped``.
+
+        Raises:
+            ReplyError: the message being handled was not asked.
+        """
+        reply = self._cell.detach_current_reply()
+        if reply is None:
+            raise ReplyError(f"{self._cell.path}: the message being handled was not asked")
+        return reply
+
+    async def forward(self, target: ActorRef, message: object = None) -> None:
+        """Send ``message`` (by default the one being handled) to ``target``, keeping the
+        original sender and handing over the pending reply, if any: ``target`` answers
+        the ask. Waits for room like ``tell``.
+        """
+        cell = self._cell
+        current = cell.current
+        if current is None:
+            raise ReplyError(f"{cell.path}: forward() is only possible while handling a message")
+        if message is None:
+            message = current[0]
+        reply = cell.current_reply
+        cell.current_reply = None
+        await target._deliver((message, current[1], reply))
+
+    async def spawn(
+        self,
+        factory: Factory,
+        *,
+        name: str | None = None,
+        mailbox: MailboxSpec | None = None,
+        supervisor: SupervisorStrategy | None = None,
+    ) -> ActorRef:
+        """Spawn a child of this actor; see :meth:`ActorSystem.spawn`."""
+        return await spawn_child(self._cell, factory, name, mailbox, supervisor)
+
+    def watch(self, ref: ActorRef) -> None:
+        """Receive ``Terminated(ref, ...)`` once when ``ref`` stops, even if it already has.
+
+        Watching twice is the same as once.
+        """
+        self._cell.watch(ref._cell)
+
+    def unwatch(self, ref: ActorRef) -> None:
+        """Stop watching ``ref``; a ``Terminated`` not yet handled is not delivered."""
+        self._cell.unwatch(ref._cell)
+
+    def stop(self, ref: ActorRef | None = None) -> None:
+        """Ask ``ref`` (by default this actor) to stop after its current message.
+
+        Does not wait; ``await ref.stop()`` waits.
+        """
+        (ref._cell if ref is not None else self._cell).request_stop()

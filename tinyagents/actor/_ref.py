@@ -1,0 +1,217 @@
+"""ActorRef: the handle through which everyone talks to an actor."""
+
+from __future__ import annotations
+
+import contextvars
+import math
+from typing import TYPE_CHECKING, Any, final
+
+import trio
+
+from ..errors import AskTimeout, MailboxFull
+from ..mailbox import Full, MailboxStatistics, Overflow
+from ._base import Reply
+
+if TYPE_CHECKING:
+    from ._cell import ActorCell, Envelope
+
+__all__ = ["ActorRef", "current_cell"]
+
+current_cell: contextvars.ContextVar[ActorCell | None] = contextvars.ContextVar(
+    "tinyagents_current_cell", default=None
+)
+"""The actor whose task is running (``None`` outside actors): the implicit sender."""
+
+_FAIRNESS_MASK = 127
+
+
+def _implicit_sender() -> ActorRef | None:
+    cell = current_cell.get()
+    return None if cell is None else cell.ref
+
+
+@final
+class ActorRef:
+    """A handle to one actor: send it messages, ask it questions, stop it.
+
+    Refs are created by ``spawn``, never directly. They are cheap, hashable, and
+    compare equal when they denote the same actor incarnation: a new actor spawned
+    later under the same path is a different ref.
+    """
+
+    __slots__ = ("_cell",)
+
+    _cell: ActorCell
+
+    def __init__(self) -> None:
+        raise TypeError("ActorRef objects are created by spawn()")
+
+    @classmethod
+    def _create(cls, cell: ActorCell) -> ActorRef:
+        ref = object.__new__(cls)
+        ref._cell = cell
+        return ref
+
+    # -- identity --------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The actor's path in its system, such as ``/user/team/bot``."""
+        return self._cell.path
+
+    @property
+    def name(self) -> str:
+        """The last element of :attr:`path`."""
+        return self._cell.name
+
+    @property
+    def uid(self) -> int:
+        """A number telling this incarnation apart from earlier actors with the same path."""
+        return self._cell.uid
+
+    @property
+    def system_name(self) -> str:
+        """The name of the actor system the actor lives in."""
+        return self._cell.system.name
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the actor has not yet stopped."""
+        return self._cell.state < 3
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self._cell.path}#{self._cell.uid}>"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not ActorRef:
+            return NotImplemented
+        return self._cell is other._cell
+
+    def __hash__(self) -> int:
+        return id(self._cell) >> 4
+
+    def __lt__(self, other: ActorRef) -> bool:
+        if type(other) is not ActorRef:
+            return NotImplemented
+        return (self.path, self.uid) < (other.path, other.uid)
+
+    def statistics(self) -> MailboxStatistics:
+        """A snapshot of the actor's mailbox counters."""
+        return self._cell.mailbox.statistics()
+
+    # -- messaging -------------------------------------------------------------------
+
+    async def tell(self, message: Any, *, sender: ActorRef | None = None) -> None:
+        """Send ``message`` without waiting for it to be handled.
+
+        The mailbox's overflow policy applies: BLOCK waits for room, DROP_* may drop a
+        message (a dead letter), FAIL raises. A message to a stopped actor becomes a
+        dead letter. ``sender`` defaults to the actor whose task is calling, if any.
+
+        A cancellation point; it yields to the scheduler only when waiting for room
+        (and, for fairness, once in a while), so a burst of tells costs no task
+        switches. Cancelled while waiting for room, the message is not sent.
+
+        Raises:
+            MailboxFull: the mailbox is full and its policy is FAIL.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        cell = self._cell
+        envelope = (message, sender if sender is not None else _implicit_sender(), None)
+        try:
+            cell.accept(envelope)
+        except Full:
+            if cell.mailbox.overflow is not Overflow.BLOCK:
+                raise MailboxFull(cell.path, int(cell.mailbox.capacity)) from None
+            await cell.accept_waiting(envelope)
+        system = cell.system
+        system._tells += 1
+        if not system._tells & _FAIRNESS_MASK:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def tell_nowait(self, message: Any, *, sender: ActorRef | None = None) -> None:
+        """Send ``message`` now, never waiting: like :meth:`tell`, but a full BLOCK
+        mailbox raises instead of waiting.
+
+        Raises:
+            MailboxFull: the mailbox is full and its policy is BLOCK or FAIL.
+        """
+        cell = self._cell
+        try:
+            cell.accept((message, sender if sender is not None else _implicit_sender(), None))
+        except Full:
+            raise MailboxFull(cell.path, int(cell.mailbox.capacity)) from None
+
+    async def ask(
+        self, message: Any, *, timeout: float | None = None, sender: ActorRef | None = None
+    ) -> Any:
+        """Send ``message`` and wait for the reply: the handler's return value, or what it
+        passed to ``ctx.reply``.
+
+        ``timeout`` is in seconds; ``None`` means the system's ``ask_timeout`` and
+        ``math.inf`` waits without limit. The whole ask, waiting for mailbox room
+        included, is bounded by it. An ask always ends, in one of these ways.
+
+        Raises:
+            AskTimeout: no reply in time; a later reply becomes a dead letter.
+            ActorStopped: the actor had stopped, or stopped before handling the message.
+            ActorFailed: the handler raised; the error is its ``__cause__``.
+            MessageDropped: the mailbox's overflow policy dropped the message.
+            MailboxFull: the mailbox is full and its policy is FAIL.
+        """
+        cell = self._cell
+        if timeout is None:
+            timeout = cell.system.ask_timeout
+        elif not timeout > 0:
+            raise ValueError(f"ask timeout must be > 0 seconds, not {timeout!r}")
+        reply = Reply(message)
+        envelope: Envelope = (
+            message,
+            sender if sender is not None else _implicit_sender(),
+            reply,
+        )
+        with trio.move_on_after(timeout) if timeout != math.inf else trio.CancelScope() as scope:
+            try:
+                cell.accept(envelope)
+            except Full:
+                if cell.mailbox.overflow is not Overflow.BLOCK:
+                    raise MailboxFull(cell.path, int(cell.mailbox.capacity)) from None
+                await cell.accept_waiting(envelope)
+            return await reply._wait()
+        reply._abandoned = True
+        assert scope.cancelled_caught
+        raise AskTimeout(cell.path, timeout, message)
+
+    async def stop(self) -> None:
+        """Stop the actor and wait until it has stopped.
+
+        The actor finishes the message it is handling, its queued messages become dead
+        letters (their asks fail with ``ActorStopped``), its children stop, then its
+        ``stopped`` hook runs. Stopping a stopped actor does nothing. Called by the
+        actor on itself (or a descendant on an ancestor), it does not wait, since the
+        stop can only happen after the caller's handler returns.
+        """
+        cell = self._cell
+        cell.request_stop()
+        me = current_cell.get()
+        while me is not None:
+            if me is cell:
+                await trio.lowlevel.checkpoint()
+                return
+            parent = me.parent
+            me = parent if parent is not cell.system._guardian else None  # type: ignore[assignment]
+        await cell.wait_terminated()
+
+    async def _deliver(self, envelope: Envelope) -> None:
+        """Enqueue a prepared envelope (used by forward), waiting for room under BLOCK."""
+        cell = self._cell
+        try:
+            cell.accept(envelope)
+        except Full:
+            if cell.mailbox.overflow is not Overflow.BLOCK:
+                error = MailboxFull(cell.path, int(cell.mailbox.capacity))
+                reply = envelope[2]
+                if reply is not None and not reply._done:
+                    reply._settle(None, error)
+                raise error from None
+            await cell.accept_waiting(envelope)

@@ -1,0 +1,270 @@
+"""ActorSystem: the root of the actor tree, opened with ``async with``."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from ..errors import ActorSystemError, SystemNotRunning
+from ..mailbox import MailboxSpec
+from ..supervisor import SupervisorStrategy
+from ._cell import ActorCell, Factory, spawn_child
+from ._events import DeadLetter, DeadLetterReason, EventStream
+from ._ref import ActorRef
+
+__all__ = ["ActorSystem"]
+
+logger = logging.getLogger("tinyagents.actor")
+
+
+class _State(enum.Enum):
+    UNOPENED = "unopened"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class _Guardian:
+    """The parent of top-level actors (path ``/user``)."""
+
+    __slots__ = ("children", "name_counter", "nursery", "system")
+
+    path = "/user"
+
+    def __init__(self, system: ActorSystem) -> None:
+        self.system = system
+        self.children: dict[str, ActorCell] | None = None
+        self.nursery: trio.Nursery | None = None
+        self.name_counter = 0
+
+    def next_name(self) -> str:
+        self.name_counter += 1
+        return f"${self.name_counter}"
+
+    def child_failed(self, child: ActorCell, error: BaseException) -> None:
+        self.system._fail(child, error)
+
+
+class ActorSystem:
+    """The root of an actor tree; every actor runs inside its ``async with`` block.
+
+    Usage::
+
+        async with ActorSystem("demo") as system:
+            ref = await system.spawn(Greeter, name="greeter")
+            print(await ref.ask("world"))
+
+    Leaving the block stops every actor, children before parents, waiting at most
+    ``shutdown_timeout`` seconds for their handlers and ``stopped`` hooks; whatever
+    is left then is cancelled. A failure escalated past the top-level actors stops
+    the system the same way, cancels the block's body, and is raised from the
+    ``async with`` (as itself, not wrapped in an exception group).
+
+    **Parameters:**
+
+    * ``name`` — names the system in refs and logs.
+    * ``shutdown_timeout`` — the grace period of the shutdown, in seconds.
+    * ``ask_timeout`` — the timeout of asks that give none (``math.inf``: no limit).
+    * ``rng`` — the random source of backoff jitter (seed one for reproducible runs).
+    """
+
+    def __init__(
+        self,
+        name: str = "tinyagents",
+        *,
+        shutdown_timeout: float = 5.0,
+        ask_timeout: float = 60.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"an actor system needs a non-empty name, not {name!r}")
+        if not shutdown_timeout >= 0:
+            raise ValueError(f"shutdown_timeout must be >= 0, not {shutdown_timeout!r}")
+        if not ask_timeout > 0:
+            raise ValueError(f"ask_timeout must be > 0, not {ask_timeout!r}")
+        self.name = name
+        self.shutdown_timeout = shutdown_timeout
+        self.ask_timeout = ask_timeout
+        self.events = EventStream()
+        """Lifecycle events and dead letters: ``async with system.events.subscribe()``."""
+        self.dead_letters = 0
+        """How many dead letters this system has produced."""
+        self._random = rng if rng is not None else random.Random()
+        self._state = _State.UNOPENED
+        self._guardian = _Guardian(self)
+        self._uid = 0
+        self._tells = 0
+        self._failure: BaseException | None = None
+        self._nursery_manager: Any = None
+        self._body_scope: trio.CancelScope | None = None
+        self._terminated_hooks: list[Any] = []
+
+    def __repr__(self) -> str:
+        return f"<ActorSystem {self.name!r} {self._state.value}>"
+
+    # -- public API ------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the system is open and accepts spawns."""
+        return self._state is _State.RUNNING
+
+    async def spawn(
+        self,
+        factory: Factory,
+        *,
+        name: str | None = None,
+        mailbox: MailboxSpec | None = None,
+        supervisor: SupervisorStrategy | None = None,
+    ) -> ActorRef:
+        """Start a top-level actor (path ``/user/<name>``) and return its ref.
+
+        ``factory`` is an :class:`Actor` subclass, any callable returning a fresh
+        :class:`Actor`, or an :class:`ActorSpec`. It is called now and again at every
+        restart. ``name`` must be unique among the live siblings; without one a name
+        like ``$1`` is chosen. ``mailbox`` defaults to ``Unbounded()``, ``supervisor``
+        to ``OneForOne()``.
+
+        Returns once the actor has started: if it has a ``started`` hook, after that
+        hook returned.
+
+        Raises:
+            ActorNameTaken: a live sibling has that name.
+            InvalidActorName: the name is empty, has ``/`` or whitespace, or starts
+                with ``$``.
+            ActorStartFailed: the ``started`` hook raised (its ``__cause__``).
+            SystemNotRunning: the system is not open or is shutting down.
+        """
+        if self._state is not _State.RUNNING:
+            raise SystemNotRunning(
+                f"actor system {self.name!r} is {self._state.value}: it cannot spawn"
+            )
+        return await spawn_child(self._guardian, factory, name, mailbox, supervisor)
+
+    @property
+    def children(self) -> list[ActorRef]:
+        """Refs of the live top-level actors, in spawn order."""
+        return [cell.ref for cell in (self._guardian.children or {}).values()]
+
+    def lookup(self, path: str) -> ActorRef | None:
+        """The live actor at ``path`` (such as ``/user/team/bot``), or ``None``."""
+        if not path.startswith("/user/"):
+            return None
+        node: Any = self._guardian
+        for part in path[len("/user/") :].split("/"):
+            children = node.children
+            if not children or part not in children:
+                return None
+            node = children[part]
+        return node.ref if isinstance(node, ActorCell) else None
+
+    # -- the async context manager ---------------------------------------------------
+
+    async def __aenter__(self) -> ActorSystem:
+        if self._state is not _State.UNOPENED:
+            raise ActorSystemError(
+                f"actor system {self.name!r} is {self._state.value}; a system can be "
+                "opened only once"
+            )
+        manager = trio.open_nursery()
+        nursery = await manager.__aenter__()
+        self._nursery_manager = manager
+        self._guardian.nursery = nursery
+        self._guardian.children = {}
+        body_scope = trio.CancelScope()
+        body_scope.__enter__()
+        self._body_scope = body_scope
+        self._state = _State.RUNNING
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        assert self._body_scope is not None and self._guardian.nursery is not None
+        self._state = _State.STOPPING
+        nursery = self._guardian.nursery
+        try:
+            if self._body_scope.__exit__(exc_type, exc, tb):
+                exc_type, exc, tb = None, None, None
+        except BaseException as replaced:  # the scope may re-raise a changed exception
+            exc_type, exc, tb = type(replaced), replaced, replaced.__traceback__
+        with trio.CancelScope(shield=True), trio.move_on_after(self.shutdown_timeout):
+            await self._stop_top_level()
+        nursery.cancel_scope.cancel()
+        try:
+            suppressed = await self._nursery_manager.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            self._state = _State.STOPPED
+            raise _collapse(group, self._failure) from None
+        self._state = _State.STOPPED
+        if self._failure is not None:
+            failure = self._failure
+            if exc is not None and not isinstance(exc, trio.Cancelled) and not suppressed:
+                exc.add_note(f"while actor system {self.name!r} had failed: {failure!r}")
+                return False
+            raise failure
+        return bool(suppressed) or exc is None
+
+    async def _stop_top_level(self) -> None:
+        children = list((self._guardian.children or {}).values())
+        for cell in children:
+            cell.request_stop()
+        for cell in children:
+            await cell.wait_terminated()
+
+    # -- runtime hooks ---------------------------------------------------------------
+
+    def _next_uid(self) -> int:
+        self._uid += 1
+        return self._uid
+
+    def _fail(self, child: ActorCell, error: BaseException) -> None:
+        """A failure escalated past a top-level actor: stop everything and raise it."""
+        logger.error("actor system %r failed: %s escalated %r", self.name, child.path, error)
+        if self._failure is None:
+            error.add_note(f"escalated to actor system {self.name!r} by {child.path}")
+            self._failure = error
+        if self._body_scope is not None:
+            self._body_scope.cancel()
+
+    def _dead_letter(
+        self,
+        message: object,
+        sender: ActorRef | None,
+        recipient: ActorRef | None,
+        reason: DeadLetterReason,
+    ) -> None:
+        self.dead_letters += 1
+        events = self.events
+        if events.active:
+            events.publish(DeadLetter(message, sender, recipient, reason))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "dead letter to %s (%s): %r",
+                recipient.path if recipient is not None else "-",
+                reason.value,
+                message,
+            )
+
+    def _actor_terminated(self, cell: ActorCell) -> None:
+        for hook in self._terminated_hooks:
+            hook(cell.ref)
+
+
+def _collapse(group: BaseExceptionGroup[BaseException], failure: BaseException | None) -> Any:
+    """Unwrap a group of one, as trio-websocket does, so errors reach users as themselves."""
+    exceptions = [e for e in group.exceptions if not isinstance(e, trio.Cancelled)]
+    if failure is not None and failure not in exceptions:
+        exceptions.insert(0, failure)
+    if len(exceptions) == 1:
+        return exceptions[0]
+    return group
+

@@ -1,0 +1,162 @@
+"""Every exception tinyagents raises, in one hierarchy.
+
+Catch :class:`TinyAgentsError` to handle anything the library raises on purpose::
+
+    TinyAgentsError
+    ├── ActorError                    something about one actor
+    │   ├── ActorStopped              the target stopped before or while your message waited
+    │   ├── ActorFailed               the handler raised; ``__cause__`` is its exception
+    │   ├── ActorStartFailed          the actor's ``started`` hook raised during spawn
+    │   ├── ActorNameTaken            a sibling already has that name
+    │   └── InvalidActorName          the name is empty or contains ``/``
+    ├── MailboxError
+    │   ├── MailboxFull               a FAIL mailbox (or BLOCK, from ``tell_nowait``) had no room
+    │   └── MessageDropped            an asked message was dropped by an overflow policy
+    ├── AskTimeout                    no reply within the timeout (also a ``TimeoutError``)
+    ├── ReplyError                    a reply was given twice, or outside an ask
+    └── ActorSystemError              misuse of an :class:`~tinyagents.ActorSystem`
+        └── SystemNotRunning          the system is not open, or is shutting down
+
+Every error says what happened and to which actor; the actor's path is also kept
+in the ``path`` attribute where one applies.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorError",
+    "ActorFailed",
+    "ActorNameTaken",
+    "ActorStartFailed",
+    "ActorStopped",
+    "ActorSystemError",
+    "AskTimeout",
+    "InvalidActorName",
+    "MailboxError",
+    "MailboxFull",
+    "MessageDropped",
+    "ReplyError",
+    "SystemNotRunning",
+    "TinyAgentsError",
+]
+
+
+def _type_name(message: object) -> str:
+    return type(message).__qualname__
+
+
+class TinyAgentsError(Exception):
+    """The base class of every exception raised by tinyagents."""
+
+
+class ActorError(TinyAgentsError):
+    """Something went wrong with one actor; ``path`` names it."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ActorStopped(ActorError):
+    """The target actor stopped before your message was handled.
+
+    Raised by :meth:`~tinyagents.ActorRef.ask` when the actor was already stopped,
+    or stopped while the message waited in its mailbox or was being handled.
+    """
+
+    def __init__(self, path: str, message: object = None) -> None:
+        what = f"a {_type_name(message)} message" if message is not None else "the message"
+        super().__init__(f"actor {path} stopped before it handled {what}", path)
+
+
+class ActorFailed(ActorError):
+    """The actor's handler raised while handling the asked message.
+
+    ``error`` (and ``__cause__``) is the handler's exception. The actor itself is
+    then supervised as its parent chose (restarted, stopped or escalated).
+    """
+
+    def __init__(self, path: str, error: BaseException, message: object = None) -> None:
+        what = f" handling a {_type_name(message)} message" if message is not None else ""
+        super().__init__(f"actor {path} failed{what}: {error!r}", path)
+        self.error = error
+
+
+class ActorStartFailed(ActorError):
+    """The actor's ``started`` hook raised, so :meth:`spawn` did not start it."""
+
+    def __init__(self, path: str, error: BaseException) -> None:
+        super().__init__(f"actor {path} failed to start: {error!r}", path)
+        self.error = error
+
+
+class ActorNameTaken(ActorError):
+    """``spawn`` was given a name that a live sibling already has."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"cannot spawn {path}: the name is taken by a live sibling", path)
+
+
+class InvalidActorName(ActorError):
+    """``spawn`` was given a name that is empty, contains ``/`` or starts with ``$``."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"invalid actor name {name!r}: {reason}", name)
+
+
+class MailboxError(TinyAgentsError):
+    """A message could not be put into a mailbox; ``path`` names its actor."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class MailboxFull(MailboxError):
+    """The mailbox had no room and its policy says to fail rather than wait.
+
+    Raised by ``tell``/``ask`` on a ``Bounded(..., overflow=FAIL)`` mailbox, and by
+    ``tell_nowait`` on a full ``BLOCK`` mailbox (``tell_nowait`` never waits).
+    """
+
+    def __init__(self, path: str, capacity: int) -> None:
+        super().__init__(f"mailbox of {path} is full (capacity {capacity})", path)
+        self.capacity = capacity
+
+
+class MessageDropped(MailboxError):
+    """An asked message was dropped by its mailbox's overflow policy, so no reply will come.
+
+    ``policy`` is the name of the overflow policy that dropped it (``DROP_NEWEST`` or
+    ``DROP_OLDEST``).
+    """
+
+    def __init__(self, path: str, policy: str, message: object = None) -> None:
+        what = f"a {_type_name(message)} message" if message is not None else "the message"
+        super().__init__(f"mailbox of {path} dropped {what} ({policy})", path)
+        self.policy = policy
+
+
+class AskTimeout(TinyAgentsError, TimeoutError):
+    """No reply arrived within the ask's timeout.
+
+    A reply that arrives later becomes a dead letter.
+    """
+
+    def __init__(self, path: str, timeout: float, message: object = None) -> None:
+        what = f" to a {_type_name(message)} message" if message is not None else ""
+        super().__init__(f"ask to {path} timed out after {timeout:g}s waiting for a reply{what}")
+        self.path = path
+        self.timeout = timeout
+
+
+class ReplyError(TinyAgentsError):
+    """A reply was attempted where none is possible: twice, or for a message not asked."""
+
+
+class ActorSystemError(TinyAgentsError):
+    """An :class:`~tinyagents.ActorSystem` was used the wrong way."""
+
+
+class SystemNotRunning(ActorSystemError):
+    """The system is not open yet, or is shutting down, so it cannot spawn."""
