@@ -130,7 +130,7 @@ class Mailbox(Generic[T]):
 
     def __init__(self, capacity: float, overflow: Overflow) -> None:
         self.queue: deque[T] = deque()
-        self.system: deque[Any] = deque()
+        self.system: deque[Any] | None = None  # made on first use: most actors never need it
         self.capacity = capacity
         self.overflow = overflow
         self.enqueued = 0
@@ -198,6 +198,8 @@ class Mailbox(Generic[T]):
 
     def put_system(self, item: object) -> None:
         """Enqueue a system message: no capacity applies and it is handled first."""
+        if self.system is None:
+            self.system = deque()
         self.system.append(item)
         waiter = self._waiter
         if waiter is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
+from typing import Any
 
 import attrs
 
@@ -115,7 +116,7 @@ class RestartHistory:
         self.last_failure: float | None = None
 
 
-def _check_limits(instance: _Restarting, attribute: attrs.Attribute[object], value: object) -> None:
+def _check_limits(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not (isinstance(value, int | float) and value >= 0):
         raise ValueError(f"{attribute.name} must be None or >= 0, not {value!r}")
 

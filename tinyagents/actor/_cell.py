@@ -28,7 +28,6 @@ from ._events import (
 from ._events import (
     ActorRestarted,
     ActorStarted,
-    DeadLetter,
     DeadLetterReason,
     StopReason,
 )
@@ -70,7 +69,7 @@ class _RestartRequest:
 class _ChildFailed:
     __slots__ = ("child", "error")
 
-    def __init__(self, child: ActorCell, error: BaseException) -> None:
+    def __init__(self, child: ActorCell, error: Exception) -> None:
         self.child = child
         self.error = error
 
@@ -98,13 +97,17 @@ class Parent(Protocol):
     @property
     def path(self) -> str: ...
 
-    def child_failed(self, child: ActorCell, error: BaseException) -> None: ...
+    def child_failed(self, child: ActorCell, error: Exception) -> None: ...
 
     def next_name(self) -> str: ...
 
 
 def _make_instance(factory: Factory) -> Actor:
-    instance = factory.create_actor() if isinstance(factory, ActorSpec) else factory()
+    if isinstance(factory, type):
+        instance = factory()
+    else:
+        create = getattr(factory, "create_actor", None)
+        instance = create() if create is not None else factory()  # type: ignore[operator]
     if not isinstance(instance, Actor):
         raise TypeError(f"an actor factory must return an Actor instance, not {instance!r}")
     return instance
@@ -139,7 +142,7 @@ async def spawn_child(
         validate_name(name)
         if name in parent.children:
             raise ActorNameTaken(f"{parent.path}/{name}")
-    if mailbox is not None and not isinstance(mailbox, Unbounded | Bounded):
+    if mailbox is not None and not isinstance(mailbox, (Unbounded, Bounded)):
         raise TypeError(f"mailbox must be Unbounded() or Bounded(...), not {mailbox!r}")
     instance = _make_instance(factory)
     cell = ActorCell(
@@ -225,7 +228,7 @@ class ActorCell:
         self.backoff_scope: trio.CancelScope | None = None
         self.stop_reason = StopReason.STOPPED
         self.stop_error: BaseException | None = None
-        self.escalation: BaseException | None = None
+        self.escalation: Exception | None = None
         self.name_counter = 0
         self._context: Context | None = None
         self._path: str | None = None
@@ -358,7 +361,7 @@ class ActorCell:
 
     # -- parent duties ---------------------------------------------------------------
 
-    def child_failed(self, child: ActorCell, error: BaseException) -> None:
+    def child_failed(self, child: ActorCell, error: Exception) -> None:
         if self.state < STOPPED:
             self.mailbox.put_system(_ChildFailed(child, error))
 
@@ -372,7 +375,8 @@ class ActorCell:
                 self.nursery = nursery
                 self.children = {}
                 try:
-                    await self.instance.started(self.context)
+                    if type(self.instance).started is not Actor.started:
+                        await self.instance.started(self.context)
                 except Exception as exc:
                     start_error = exc
                     nursery.cancel_scope.cancel()
@@ -388,18 +392,17 @@ class ActorCell:
                     await self._stop_children()
                     await self._call_stopped()
         finally:
-            with trio.CancelScope(shield=True):
-                self._finalize()
+            self._finalize()
         if start_error is not None:
             raise ActorStartFailed(self.path, start_error) from start_error
 
     async def _loop(self) -> None:
         mailbox = self.mailbox
         queue = mailbox.queue
-        system_queue = mailbox.system
         ctx = self.context
         burst = 0
         while True:
+            system_queue = mailbox.system
             if system_queue:
                 if await self._handle_system(system_queue.popleft()):
                     return
@@ -569,7 +572,7 @@ class ActorCell:
             for reply in list(self.detached):
                 reply._settle(None, ActorStopped(self.path, reply.message))
             self.detached = None
-        for item in self.mailbox.system:
+        for item in self.mailbox.system or ():
             if isinstance(item, _ChildFailed) and self.stop_error is None:
                 logger.warning(
                     "actor %s stopped before handling the failure of %s: %r",
@@ -577,7 +580,7 @@ class ActorCell:
                     item.child.path,
                     item.error,
                 )
-        self.mailbox.system.clear()
+        self.mailbox.system = None
         self.state = STOPPED
         if self.watching:
             for target in self.watching:
@@ -609,6 +612,8 @@ class Context:
     """
 
     __slots__ = ("_cell",)
+
+    _cell: ActorCell
 
     def __init__(self) -> None:
         raise TypeError("Context objects are created by the actor system")

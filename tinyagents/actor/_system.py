@@ -46,7 +46,7 @@ class _Guardian:
         self.name_counter += 1
         return f"${self.name_counter}"
 
-    def child_failed(self, child: ActorCell, error: BaseException) -> None:
+    def child_failed(self, child: ActorCell, error: Exception) -> None:
         self.system._fail(child, error)
 
 
@@ -188,7 +188,8 @@ class ActorSystem:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        assert self._body_scope is not None and self._guardian.nursery is not None
+        assert self._body_scope is not None
+        assert self._guardian.nursery is not None
         self._state = _State.STOPPING
         nursery = self._guardian.nursery
         try:
