@@ -200,9 +200,7 @@ class EventStream:
             subscription._offer(event)
 
     @asynccontextmanager
-    async def subscribe(
-        self, *kinds: type, buffer: int = 1024
-    ) -> AsyncIterator[Subscription]:
+    async def subscribe(self, *kinds: type, buffer: int = 1024) -> AsyncIterator[Subscription]:
         """Receive events published from now on, until the block ends.
 
         ``kinds`` restricts the subscription to those event classes (all events when

@@ -142,7 +142,7 @@ class ActorRef:
         except Full:
             raise MailboxFull(cell.path, int(cell.mailbox.capacity)) from None
 
-    async def ask(  # noqa: ASYNC109 - the timeout is part of the ask's meaning
+    async def ask(
         self, message: Any, *, timeout: float | None = None, sender: ActorRef | None = None
     ) -> Any:
         """Send ``message`` and wait for the reply: the handler's return value, or what it

@@ -268,4 +268,3 @@ def _collapse(group: BaseExceptionGroup[BaseException], failure: BaseException |
     if len(exceptions) == 1:
         return exceptions[0]
     return group
-
