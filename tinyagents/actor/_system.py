@@ -260,11 +260,18 @@ class ActorSystem:
             hook(cell.ref)
 
 
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [] if isinstance(error, trio.Cancelled) else [error]
+
+
 def _collapse(group: BaseExceptionGroup[BaseException], failure: BaseException | None) -> Any:
-    """Unwrap a group of one, as trio-websocket does, so errors reach users as themselves."""
-    exceptions = [e for e in group.exceptions if not isinstance(e, trio.Cancelled)]
-    if failure is not None and failure not in exceptions:
-        exceptions.insert(0, failure)
-    if len(exceptions) == 1:
-        return exceptions[0]
+    """Unwrap a group holding one error (however deeply nested), as trio-websocket does,
+    so that errors reach users as themselves."""
+    leaves = _leaves(group)
+    if failure is not None and failure not in leaves:
+        leaves.insert(0, failure)
+    if len(leaves) == 1:
+        return leaves[0]
     return group
