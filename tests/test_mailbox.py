@@ -154,46 +154,48 @@ def test_actor_mailbox_matches_model(capacity: int, overflow: ta.Overflow, count
         handled: list[Any] = []
         model = ReferenceMailbox(capacity, overflow)
         refused: list[int] = []
-        async with ta.ActorSystem("model") as system:
-            async with system.events.subscribe(DeadLetter) as dead:
-                ref = await system.spawn(
-                    lambda: Gate(gate, handled), mailbox=ta.Bounded(capacity, overflow)
-                )
-                ref.tell_nowait("gate")
-                await trio.testing.wait_all_tasks_blocked()  # the actor now waits on the gate
-                for item in range(count):
-                    outcome = model.put(item)
-                    try:
-                        ref.tell_nowait(item)
-                    except MailboxFull:
-                        refused.append(item)
-                        assert outcome == "full"
-                    else:
-                        assert outcome in ("ok", "dropped")
-                gate.set()
-                await trio.testing.wait_all_tasks_blocked()
-                assert handled == ["gate", *model.items]
-                letters = []
-                while True:
-                    try:
-                        letters.append(dead.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                assert [letter.message for letter in letters] == model.dropped
-                expected_reason = (
-                    DeadLetterReason.DROPPED_NEWEST
-                    if overflow is ta.Overflow.DROP_NEWEST
-                    else DeadLetterReason.DROPPED_OLDEST
-                )
-                assert all(letter.reason is expected_reason for letter in letters)
-                assert all(letter.recipient == ref for letter in letters)
-                stats = ref.statistics()
-                assert stats.dropped == len(model.dropped) == system.dead_letters
-                assert stats.processed == 1 + len(model.items)
-                assert stats.enqueued == 1 + model.enqueued
-                assert stats.length == 0
-                if overflow in (ta.Overflow.FAIL, ta.Overflow.BLOCK):
-                    assert refused == list(range(capacity, count))
+        async with (
+            ta.ActorSystem("model") as system,
+            system.events.subscribe(DeadLetter) as dead,
+        ):
+            ref = await system.spawn(
+                lambda: Gate(gate, handled), mailbox=ta.Bounded(capacity, overflow)
+            )
+            ref.tell_nowait("gate")
+            await trio.testing.wait_all_tasks_blocked()  # the actor now waits on the gate
+            for item in range(count):
+                outcome = model.put(item)
+                try:
+                    ref.tell_nowait(item)
+                except MailboxFull:
+                    refused.append(item)
+                    assert outcome == "full"
+                else:
+                    assert outcome in ("ok", "dropped")
+            gate.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert handled == ["gate", *model.items]
+            letters = []
+            while True:
+                try:
+                    letters.append(dead.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            assert [letter.message for letter in letters] == model.dropped
+            expected_reason = (
+                DeadLetterReason.DROPPED_NEWEST
+                if overflow is ta.Overflow.DROP_NEWEST
+                else DeadLetterReason.DROPPED_OLDEST
+            )
+            assert all(letter.reason is expected_reason for letter in letters)
+            assert all(letter.recipient == ref for letter in letters)
+            stats = ref.statistics()
+            assert stats.dropped == len(model.dropped) == system.dead_letters
+            assert stats.processed == 1 + len(model.items)
+            assert stats.enqueued == 1 + model.enqueued
+            assert stats.length == 0
+            if overflow in (ta.Overflow.FAIL, ta.Overflow.BLOCK):
+                assert refused == list(range(capacity, count))
 
     trio.run(scenario)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -327,9 +328,7 @@ async def test_failing_restarted_hook_counts_as_a_failure(
             ref.tell_nowait("x")
             await trio.sleep_forever()
     assert len(attempts) == 3
-    assert [b - a for a, b in zip(attempts, attempts[1:], strict=False)] == pytest.approx(
-        [0.1, 0.2]
-    )
+    assert [b - a for a, b in itertools.pairwise(attempts)] == pytest.approx([0.1, 0.2])
 
 
 async def test_stop_during_backoff_is_prompt(autojump_clock: trio.testing.MockClock) -> None:
