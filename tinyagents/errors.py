@@ -64,9 +64,9 @@ class ActorStopped(ActorError):
     or stopped while the message waited in its mailbox or was being handled.
     """
 
-    def __init__(self, path: str, message: object = None) -> None:
+    def __init__(self, path: str, message: object = None, *, detail: str | None = None) -> None:
         what = f"a {_type_name(message)} message" if message is not None else "the message"
-        super().__init__(f"actor {path} stopped before it handled {what}", path)
+        super().__init__(detail or f"actor {path} stopped before it handled {what}", path)
 
 
 class ActorFailed(ActorError):

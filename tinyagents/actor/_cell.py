@@ -136,6 +136,8 @@ async def spawn_child(
     nursery = parent.nursery
     if nursery is None or parent.children is None:
         raise SystemNotRunning(f"cannot spawn under {parent.path}: it is not running")
+    if isinstance(parent, ActorCell) and parent.state >= STOPPING:
+        raise ActorStopped(parent.path, detail=f"cannot spawn under {parent.path}: it is stopping")
     if name is None:
         name = parent.next_name()
     else:
