@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
@@ -71,6 +71,13 @@ class _ChildFailed:
 
     def __init__(self, child: ActorCell, error: Exception) -> None:
         self.child = child
+        self.error = error
+
+
+class _TaskFailed:
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
         self.error = error
 
 
@@ -192,6 +199,7 @@ class ActorCell:
         "stop_reason",
         "supervisor",
         "system",
+        "tasks",
         "terminated_event",
         "uid",
         "watchers",
@@ -227,6 +235,7 @@ class ActorCell:
         self.watching: set[ActorCell] | None = None
         self.history: RestartHistory | None = None
         self.terminated_event: trio.Event | None = None
+        self.tasks: set[trio.CancelScope] | None = None
         self.backoff_scope: trio.CancelScope | None = None
         self.stop_reason = StopReason.STOPPED
         self.stop_error: BaseException | None = None
@@ -361,6 +370,39 @@ class ActorCell:
         notice = Terminated(target.ref, target.stop_reason, target.stop_error)
         self.mailbox.put_system(_Watched(target, notice))
 
+    # -- tasks -----------------------------------------------------------------------
+
+    def start_task(
+        self, async_fn: Callable[..., Awaitable[object]], args: tuple[object, ...], name: object
+    ) -> None:
+        nursery = self.nursery
+        if nursery is None or self.state >= STOPPING:
+            raise ActorStopped(self.path, detail=f"actor {self.path} is not running")
+        scope = trio.CancelScope()
+        if self.tasks is None:
+            self.tasks = set()
+        self.tasks.add(scope)
+
+        async def task() -> None:
+            try:
+                with scope:
+                    await async_fn(*args)
+            except Exception as exc:
+                if self.state < STOPPING:
+                    self.mailbox.put_system(_TaskFailed(exc))
+                else:
+                    logger.warning("actor %s: a task failed while stopping: %r", self.path, exc)
+            finally:
+                if self.tasks is not None:
+                    self.tasks.discard(scope)
+
+        nursery.start_soon(task, name=name if name is not None else async_fn)
+
+    def _cancel_tasks(self) -> None:
+        if self.tasks:
+            for scope in self.tasks:
+                scope.cancel()
+
     # -- parent duties ---------------------------------------------------------------
 
     def child_failed(self, child: ActorCell, error: Exception) -> None:
@@ -391,6 +433,7 @@ class ActorCell:
                         events.publish(ActorStarted(self.ref))
                     await self._loop()
                     self._close_mailbox()
+                    self._cancel_tasks()
                     await self._stop_children()
                     await self._call_stopped()
         finally:
@@ -467,7 +510,7 @@ class ActorCell:
                 return await self._restart(item.error, 0.0, sibling=True)
             except Exception as exc:
                 return await self._failed(exc, None)
-        if isinstance(item, _ChildFailed):
+        if isinstance(item, _ChildFailed | _TaskFailed):
             return await self._failed(item.error, None)
         raise AssertionError(f"unknown system message {item!r}")  # pragma: no cover
 
@@ -724,6 +767,21 @@ class Context:
     def unwatch(self, ref: ActorRef) -> None:
         """Stop watching ``ref``; a ``Terminated`` not yet handled is not delivered."""
         self._cell.unwatch(ref._cell)
+
+    def start_soon(
+        self, async_fn: Callable[..., Awaitable[object]], *args: object, name: object = None
+    ) -> None:
+        """Run ``async_fn(*args)`` as a task of this actor, concurrently with its handlers.
+
+        The task lives in the actor's nursery: it keeps running across restarts and is
+        cancelled when the actor stops (before its children stop). If it raises an
+        :class:`Exception`, that is a failure of the actor, supervised like a failing
+        handler. Use it to answer a detached reply without blocking the mailbox.
+
+        Raises:
+            ActorStopped: the actor is stopping.
+        """
+        self._cell.start_task(async_fn, args, name)
 
     def stop(self, ref: ActorRef | None = None) -> None:
         """Ask ``ref`` (by default this actor) to stop after its current message.
