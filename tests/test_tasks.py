@@ -74,14 +74,13 @@ async def test_a_failing_task_is_a_failure_of_the_actor() -> None:
             ctx.start_soon(fail)
             return "started"
 
-    async with ta.ActorSystem("fail") as system:
-        async with system.events.subscribe(ActorFailed) as events:
-            ref = await system.spawn(Spawner, supervisor=ta.OneForOne(backoff=ta.Backoff(0, 0)))
-            assert await ref.ask("go") == "started"
-            event = await events.receive()
-            assert isinstance(event.error, Boom)
-            assert event.directive == "restart"
-            assert await ref.ask("again") == "started"
+    async with ta.ActorSystem("fail") as system, system.events.subscribe(ActorFailed) as events:
+        ref = await system.spawn(Spawner, supervisor=ta.OneForOne(backoff=ta.Backoff(0, 0)))
+        assert await ref.ask("go") == "started"
+        event = await events.receive()
+        assert isinstance(event.error, Boom)
+        assert event.directive == "restart"
+        assert await ref.ask("again") == "started"
 
 
 async def test_start_soon_on_a_stopping_actor_raises() -> None:
