@@ -1,7 +1,7 @@
 """tinyagents: a trio-native actor system for orchestrating LLM agents.
 
 The actor core is re-exported here; errors live in :mod:`tinyagents.errors`, lifecycle
-events in :mod:`tinyagents.events`.
+events in :mod:`tinyagents.events`, routers in :mod:`tinyagents.router`.
 """
 
 from . import errors as errors

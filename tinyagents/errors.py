@@ -8,12 +8,15 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     │   ├── ActorFailed               the handler raised; ``__cause__`` is its exception
     │   ├── ActorStartFailed          the actor's ``started`` hook raised during spawn
     │   ├── ActorNameTaken            a sibling already has that name
-    │   └── InvalidActorName          the name is empty or contains ``/``
+    │   ├── InvalidActorName          the name is empty or contains ``/``
+    │   └── NoRoutees                 a router had nobody to pass an asked message to
     ├── MailboxError
     │   ├── MailboxFull               a FAIL mailbox (or BLOCK, from ``tell_nowait``) had no room
     │   └── MessageDropped            an asked message was dropped by an overflow policy
     ├── AskTimeout                    no reply within the timeout (also a ``TimeoutError``)
     ├── ReplyError                    a reply was given twice, or outside an ask
+    ├── RegistryError
+    │   └── NameRegistered            ``registry.register`` with a name already taken
     └── ActorSystemError              misuse of an :class:`~tinyagents.ActorSystem`
         └── SystemNotRunning          the system is not open, or is shutting down
 
@@ -35,6 +38,9 @@ __all__ = [
     "MailboxError",
     "MailboxFull",
     "MessageDropped",
+    "NameRegistered",
+    "NoRoutees",
+    "RegistryError",
     "ReplyError",
     "SystemNotRunning",
     "TinyAgentsError",
@@ -104,6 +110,14 @@ class InvalidActorName(ActorError):
         super().__init__(f"invalid actor name {name!r}: {reason}", name)
 
 
+class NoRoutees(ActorError):
+    """A router had no routee for an asked message, so nobody can answer it."""
+
+    def __init__(self, path: str, message: object = None) -> None:
+        what = f" for a {_type_name(message)} message" if message is not None else ""
+        super().__init__(f"router {path} has no routees{what}", path)
+
+
 class MailboxError(TinyAgentsError):
     """A message could not be put into a mailbox; ``path`` names its actor."""
 
@@ -152,6 +166,19 @@ class AskTimeout(TinyAgentsError, TimeoutError):
 
 class ReplyError(TinyAgentsError):
     """A reply was attempted where none is possible: twice, or for a message not asked."""
+
+
+class RegistryError(TinyAgentsError):
+    """A name registry was used the wrong way."""
+
+
+class NameRegistered(RegistryError):
+    """``register`` was given a name that is already registered to a live actor."""
+
+    def __init__(self, name: str, path: str) -> None:
+        super().__init__(f"the name {name!r} is already registered to {path}")
+        self.name = name
+        self.path = path
 
 
 class ActorSystemError(TinyAgentsError):

@@ -12,6 +12,7 @@ import trio
 
 from ..errors import ActorSystemError, SystemNotRunning
 from ..mailbox import MailboxSpec
+from ..registry import Registry
 from ..supervisor import SupervisorStrategy
 from ._cell import ActorCell, Factory, spawn_child
 from ._events import DeadLetter, DeadLetterReason, EventStream
@@ -94,6 +95,8 @@ class ActorSystem:
         """Lifecycle events and dead letters: ``async with system.events.subscribe()``."""
         self.dead_letters = 0
         """How many dead letters this system has produced."""
+        self.registry = Registry()
+        """Unique names for live actors; a name is forgotten when its actor stops."""
         self._random = rng if rng is not None else random.Random()
         self._state = _State.UNOPENED
         self._guardian = _Guardian(self)
@@ -256,6 +259,7 @@ class ActorSystem:
             )
 
     def _actor_terminated(self, cell: ActorCell) -> None:
+        self.registry._forget(cell.ref)
         for hook in self._terminated_hooks:
             hook(cell.ref)
 
