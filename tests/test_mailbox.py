@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import tinyagents as ta
+from tinyagents._queue import Closed, Full, Mailbox
 from tinyagents.errors import MailboxFull, MessageDropped
 from tinyagents.events import DeadLetter, DeadLetterReason
-from tinyagents.mailbox import Closed, Full, Mailbox
 
 POLICIES = list(ta.Overflow)
 

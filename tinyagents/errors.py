@@ -8,7 +8,7 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     │   ├── ActorFailed               the handler raised; ``__cause__`` is its exception
     │   ├── ActorStartFailed          the actor's ``started`` hook raised during spawn
     │   ├── ActorNameTaken            a sibling already has that name
-    │   ├── InvalidActorName          the name is empty or contains ``/``
+    │   ├── InvalidActorName          empty, or has ``/`` or whitespace, or starts with ``$``
     │   └── NoRoutees                 a router had nobody to pass an asked message to
     ├── MailboxError
     │   ├── MailboxFull               a FAIL mailbox (or BLOCK, from ``tell_nowait``) had no room
@@ -48,7 +48,7 @@ __all__ = [
 
 
 def _type_name(message: object) -> str:
-    return type(message).__qualname__
+    return f"{type(message).__qualname__!r}"
 
 
 class TinyAgentsError(Exception):
@@ -71,7 +71,7 @@ class ActorStopped(ActorError):
     """
 
     def __init__(self, path: str, message: object = None, *, detail: str | None = None) -> None:
-        what = f"a {_type_name(message)} message" if message is not None else "the message"
+        what = f"a message of type {_type_name(message)}" if message is not None else "the message"
         super().__init__(detail or f"actor {path} stopped before it handled {what}", path)
 
 
@@ -83,7 +83,7 @@ class ActorFailed(ActorError):
     """
 
     def __init__(self, path: str, error: BaseException, message: object = None) -> None:
-        what = f" handling a {_type_name(message)} message" if message is not None else ""
+        what = f" handling a message of type {_type_name(message)}" if message is not None else ""
         super().__init__(f"actor {path} failed{what}: {error!r}", path)
         self.error = error
 
@@ -114,7 +114,7 @@ class NoRoutees(ActorError):
     """A router had no routee for an asked message, so nobody can answer it."""
 
     def __init__(self, path: str, message: object = None) -> None:
-        what = f" for a {_type_name(message)} message" if message is not None else ""
+        what = f" for a message of type {_type_name(message)}" if message is not None else ""
         super().__init__(f"router {path} has no routees{what}", path)
 
 
@@ -146,7 +146,7 @@ class MessageDropped(MailboxError):
     """
 
     def __init__(self, path: str, policy: str, message: object = None) -> None:
-        what = f"a {_type_name(message)} message" if message is not None else "the message"
+        what = f"a message of type {_type_name(message)}" if message is not None else "the message"
         super().__init__(f"mailbox of {path} dropped {what} ({policy})", path)
         self.policy = policy
 
@@ -158,7 +158,7 @@ class AskTimeout(TinyAgentsError, TimeoutError):
     """
 
     def __init__(self, path: str, timeout: float, message: object = None) -> None:
-        what = f" to a {_type_name(message)} message" if message is not None else ""
+        what = f" to a message of type {_type_name(message)}" if message is not None else ""
         super().__init__(f"ask to {path} timed out after {timeout:g}s waiting for a reply{what}")
         self.path = path
         self.timeout = timeout

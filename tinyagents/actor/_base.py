@@ -46,9 +46,11 @@ class Actor:
         """Called once before the first message. An exception here fails the spawn."""
 
     async def stopped(self, ctx: Context) -> None:
-        """Called once when the actor stops gracefully, after its children have stopped.
+        """Called once when the actor stops, after its tasks and children have stopped.
 
-        Not called when the actor is cancelled (at the end of a shutdown's grace period).
+        That is when it was asked to stop, or its supervisor stopped it after a
+        failure. It is cut short (cancelled) if the system's shutdown grace period ends
+        first, and not called at all for an actor whose ``started`` hook failed.
         """
 
     async def restarted(self, ctx: Context, error: BaseException | None) -> None:

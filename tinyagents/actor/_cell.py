@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from .._queue import Closed, Mailbox
 from ..errors import (
     ActorFailed,
     ActorNameTaken,
@@ -19,8 +20,16 @@ from ..errors import (
     ReplyError,
     SystemNotRunning,
 )
-from ..mailbox import Bounded, Closed, Mailbox, MailboxSpec, Overflow, Unbounded
-from ..supervisor import Directive, OneForOne, RestartHistory, SupervisorStrategy
+from ..mailbox import Bounded, MailboxSpec, Overflow, Unbounded
+from ..supervisor import (
+    AllForOne,
+    Directive,
+    Escalate,
+    OneForOne,
+    RestartHistory,
+    Stop,
+    SupervisorStrategy,
+)
 from ._base import Actor, ActorSpec, Reply, Terminated
 from ._events import (
     ActorFailed as ActorFailedEvent,
@@ -47,6 +56,7 @@ Envelope = tuple[Any, "ActorRef | None", "Reply | None"]
 Factory = Callable[[], Actor] | ActorSpec
 
 DEFAULT_SUPERVISOR = OneForOne()
+_STRATEGIES = (OneForOne, AllForOne, Escalate, Stop)
 _UNBOUNDED = Unbounded()
 _FAIRNESS_BURST = 64
 _NAME_RE = re.compile(r"^[^/\s$][^/\s]*$")
@@ -153,6 +163,11 @@ async def spawn_child(
             raise ActorNameTaken(f"{parent.path}/{name}")
     if mailbox is not None and not isinstance(mailbox, (Unbounded, Bounded)):
         raise TypeError(f"mailbox must be Unbounded() or Bounded(...), not {mailbox!r}")
+    if supervisor is not None and not isinstance(supervisor, _STRATEGIES):
+        raise TypeError(
+            "supervisor must be OneForOne(...), AllForOne(...), Escalate() or Stop(), "
+            f"not {supervisor!r}"
+        )
     instance = _make_instance(factory)
     cell = ActorCell(
         system,
@@ -398,10 +413,12 @@ class ActorCell:
 
         nursery.start_soon(task, name=name if name is not None else async_fn)
 
-    def _cancel_tasks(self) -> None:
-        if self.tasks:
+    async def _cancel_tasks(self) -> None:
+        """Cancel the actor's tasks and wait until they have ended."""
+        while self.tasks:
             for scope in self.tasks:
                 scope.cancel()
+            await trio.lowlevel.checkpoint()
 
     # -- parent duties ---------------------------------------------------------------
 
@@ -423,6 +440,8 @@ class ActorCell:
                         await self.instance.started(self.context)
                 except Exception as exc:
                     start_error = exc
+                    self.stop_reason = StopReason.FAILED
+                    self.stop_error = exc
                     nursery.cancel_scope.cancel()
                 else:
                     if self.state == STARTING:
@@ -433,7 +452,7 @@ class ActorCell:
                         events.publish(ActorStarted(self.ref))
                     await self._loop()
                     self._close_mailbox()
-                    self._cancel_tasks()
+                    await self._cancel_tasks()
                     await self._stop_children()
                     await self._call_stopped()
         finally:
@@ -457,7 +476,7 @@ class ActorCell:
                 await mailbox.wait()
                 continue
             envelope = queue.popleft()
-            if mailbox._blocked is not None:
+            if mailbox._senders:
                 mailbox.took_one()
             reply = envelope[2]
             self.current = envelope
@@ -517,12 +536,14 @@ class ActorCell:
     async def _failed(self, error: Exception, envelope: Envelope | None) -> bool:
         """Supervise one failure; return True when the actor must stop."""
         if envelope is not None:
-            reply = self.current_reply if envelope[2] is not None else None
-            self.current_reply = None
-            if reply is not None and not reply._done:
+            reply = envelope[2]
+            # still ours (not forwarded): in hand, or detached by the failed handler
+            ours = reply is self.current_reply or (self.detached and reply in self.detached)
+            if reply is not None and not reply._done and ours:
                 failure = ActorFailed(self.path, error, envelope[0])
                 failure.__cause__ = error
                 reply._settle(None, failure)
+            self.current_reply = None
             self.system._dead_letter(
                 envelope[0], envelope[1], self.ref, DeadLetterReason.HANDLER_FAILED
             )
@@ -604,12 +625,15 @@ class ActorCell:
     def _finalize(self) -> None:
         """Last rites, synchronous so that cancellation cannot interrupt them."""
         self._close_mailbox()
-        # A message cut short by cancellation is a dead letter too.
+        self.mailbox.busy = False
+        # A message cut short by cancellation is a dead letter too; its ask fails unless
+        # the reply was handed over (forwarded) or detached (failed just below).
         current = self.current
         if current is not None:
             self.current = None
-            self.current_reply = None
-            self.undeliverable(current, DeadLetterReason.RECIPIENT_STOPPED)
+            self.system._dead_letter(
+                current[0], current[1], self.ref, DeadLetterReason.RECIPIENT_STOPPED
+            )
         reply = self.current_reply
         if reply is not None and not reply._done:
             reply._settle(None, ActorStopped(self.path, reply.message))
@@ -715,6 +739,8 @@ class Context:
         reply = self._cell.current_reply
         if reply is None:
             raise ReplyError(f"{self._cell.path}: the message being handled was not asked")
+        if reply._done:
+            raise ReplyError(f"{self._cell.path}: this ask was already answered")
         reply.send(value)
 
     def detach_reply(self) -> Reply:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
+from .._queue import Full
 from ..errors import AskTimeout, MailboxFull
-from ..mailbox import Full, MailboxStatistics, Overflow
+from ..mailbox import MailboxStatistics, Overflow
 from ._base import Reply
 
 if TYPE_CHECKING:

@@ -105,6 +105,7 @@ class ActorSystem:
         self._failure: BaseException | None = None
         self._nursery_manager: Any = None
         self._body_scope: trio.CancelScope | None = None
+        self._actors_scope: trio.CancelScope | None = None
         self._terminated_hooks: list[Any] = []
 
     def __repr__(self) -> str:
@@ -177,13 +178,32 @@ class ActorSystem:
         manager = trio.open_nursery()
         nursery = await manager.__aenter__()
         self._nursery_manager = manager
-        self._guardian.nursery = nursery
-        self._guardian.children = {}
+        try:
+            await nursery.start(self._host_actors)
+        except BaseException:
+            nursery.cancel_scope.cancel()
+            await manager.__aexit__(None, None, None)
+            raise
         body_scope = trio.CancelScope()
         body_scope.__enter__()
         self._body_scope = body_scope
         self._state = _State.RUNNING
         return self
+
+    async def _host_actors(self, task_status: trio.TaskStatus[None]) -> None:
+        """The task whose nursery holds the top-level actors.
+
+        Its scope is shielded so that a cancellation from outside the ``async with``
+        reaches the body at once but lets the actors stop gracefully; ``__aexit__``
+        cancels it explicitly when the grace period is over.
+        """
+        with trio.CancelScope(shield=True) as scope:
+            self._actors_scope = scope
+            async with trio.open_nursery() as nursery:
+                self._guardian.nursery = nursery
+                self._guardian.children = {}
+                task_status.started()
+                await trio.sleep_forever()
 
     async def __aexit__(
         self,
@@ -192,9 +212,8 @@ class ActorSystem:
         tb: TracebackType | None,
     ) -> bool:
         assert self._body_scope is not None
-        assert self._guardian.nursery is not None
+        assert self._actors_scope is not None
         self._state = _State.STOPPING
-        nursery = self._guardian.nursery
         try:
             if self._body_scope.__exit__(exc_type, exc, tb):
                 exc_type, exc, tb = None, None, None
@@ -202,20 +221,28 @@ class ActorSystem:
             exc_type, exc, tb = type(replaced), replaced, replaced.__traceback__
         with trio.CancelScope(shield=True), trio.move_on_after(self.shutdown_timeout):
             await self._stop_top_level()
-        nursery.cancel_scope.cancel()
+        self._actors_scope.cancel()
+        failure = self._failure
         try:
             suppressed = await self._nursery_manager.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as group:
+        except BaseException as raised:
             self._state = _State.STOPPED
-            raise _collapse(group, self._failure) from None
+            errors = _leaves(raised)
+            if failure is not None and failure not in errors:
+                errors.insert(0, failure)
+            if not errors:  # only cancellation from outside: let it through untouched
+                raise
+            if exc is not None and failure is None:
+                body_errors = {id(error) for error in _leaves(exc)}
+                if all(id(error) in body_errors for error in errors):
+                    raise exc from exc.__cause__  # the body's own error, as it raised it
+            if len(errors) == 1:
+                raise errors[0] from errors[0].__cause__
+            raise BaseExceptionGroup(f"errors in actor system {self.name!r}", errors) from None
         self._state = _State.STOPPED
-        if self._failure is not None:
-            failure = self._failure
-            if exc is not None and not isinstance(exc, trio.Cancelled) and not suppressed:
-                exc.add_note(f"while actor system {self.name!r} had failed: {failure!r}")
-                return False
+        if failure is not None:
             raise failure
-        return bool(suppressed) or exc is None
+        return bool(suppressed)
 
     async def _stop_top_level(self) -> None:
         children = list((self._guardian.children or {}).values())
@@ -265,17 +292,7 @@ class ActorSystem:
 
 
 def _leaves(error: BaseException) -> list[BaseException]:
+    """The errors inside nested exception groups, without cancellations."""
     if isinstance(error, BaseExceptionGroup):
         return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
     return [] if isinstance(error, trio.Cancelled) else [error]
-
-
-def _collapse(group: BaseExceptionGroup[BaseException], failure: BaseException | None) -> Any:
-    """Unwrap a group holding one error (however deeply nested), as trio-websocket does,
-    so that errors reach users as themselves."""
-    leaves = _leaves(group)
-    if failure is not None and failure not in leaves:
-        leaves.insert(0, failure)
-    if len(leaves) == 1:
-        return leaves[0]
-    return group
