@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
+import outcome
 import trio
 
 from ..errors import ReplyError
@@ -95,7 +96,16 @@ class Reply:
     actor stops first, the asker gets :class:`~tinyagents.errors.ActorStopped`.
     """
 
-    __slots__ = ("_abandoned", "_done", "_error", "_owner", "_task", "_value", "message")
+    __slots__ = (
+        "_abandoned",
+        "_done",
+        "_entry",
+        "_error",
+        "_owner",
+        "_task",
+        "_value",
+        "message",
+    )
 
     def __init__(self, message: object) -> None:
         self.message = message
@@ -105,6 +115,7 @@ class Reply:
         self._error: BaseException | None = None
         self._task: trio.lowlevel.Task | None = None
         self._owner: ActorCell | None = None
+        self._entry: list[Any] | None = None  # its AskTimer entry, if it has a deadline
 
     @property
     def done(self) -> bool:
@@ -135,6 +146,10 @@ class Reply:
         self._done = True
         self._value = value
         self._error = error
+        entry = self._entry
+        if entry is not None:
+            self._entry = None
+            entry[5].forget(entry)
         owner = self._owner
         if owner is not None:
             owner.forget_reply(self)
@@ -163,3 +178,12 @@ class Reply:
         if self._error is not None:
             raise self._error
         return self._value
+
+    def _expire(self, error: BaseException) -> None:
+        """The ask's deadline passed: end the asker's wait with ``error``."""
+        self._entry = None
+        task = self._task
+        if task is not None and not self._done:
+            self._task = None
+            self._abandoned = True
+            trio.lowlevel.reschedule(task, outcome.Error(error))

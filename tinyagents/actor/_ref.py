@@ -171,17 +171,31 @@ class ActorRef:
             sender if sender is not None else _implicit_sender(),
             reply,
         )
-        with trio.move_on_after(timeout) if timeout != math.inf else trio.CancelScope() as scope:
-            try:
-                cell.accept(envelope)
-            except Full:
-                if cell.mailbox.overflow is not Overflow.BLOCK:
-                    raise MailboxFull(cell.path, int(cell.mailbox.capacity)) from None
-                await cell.accept_waiting(envelope)
+        if timeout == math.inf:
+            await self._enqueue_ask(cell, envelope)
             return await reply._wait()
-        reply._abandoned = True
-        assert scope.cancelled_caught
-        raise AskTimeout(cell.path, timeout, message)
+        deadline = trio.current_time() + timeout
+        try:
+            cell.accept(envelope)
+        except Full:
+            if cell.mailbox.overflow is not Overflow.BLOCK:
+                raise MailboxFull(cell.path, int(cell.mailbox.capacity)) from None
+            with trio.move_on_after(timeout):
+                await cell.accept_waiting(envelope)
+            if trio.current_time() >= deadline and not reply._done:
+                raise AskTimeout(cell.path, timeout, message) from None
+        if not reply._done:
+            cell.system._ask_timer.watch(reply, deadline, cell.path, timeout)
+        return await reply._wait()
+
+    @staticmethod
+    async def _enqueue_ask(cell: ActorCell, envelope: Envelope) -> None:
+        try:
+            cell.accept(envelope)
+        except Full:
+            if cell.mailbox.overflow is not Overflow.BLOCK:
+                raise MailboxFull(cell.path, int(cell.mailbox.capacity)) from None
+            await cell.accept_waiting(envelope)
 
     async def stop(self) -> None:
         """Stop the actor and wait until it has stopped.

@@ -17,6 +17,7 @@ from ..supervisor import SupervisorStrategy
 from ._cell import ActorCell, Factory, spawn_child
 from ._events import DeadLetter, DeadLetterReason, EventStream
 from ._ref import ActorRef
+from ._timer import AskTimer
 
 __all__ = ["ActorSystem"]
 
@@ -106,6 +107,8 @@ class ActorSystem:
         self._nursery_manager: Any = None
         self._body_scope: trio.CancelScope | None = None
         self._actors_scope: trio.CancelScope | None = None
+        self._ask_timer = AskTimer()
+        self._timer_scope: trio.CancelScope | None = None
         self._terminated_hooks: list[Any] = []
 
     def __repr__(self) -> str:
@@ -180,6 +183,7 @@ class ActorSystem:
         self._nursery_manager = manager
         try:
             await nursery.start(self._host_actors)
+            await nursery.start(self._run_timer)
         except BaseException:
             nursery.cancel_scope.cancel()
             await manager.__aexit__(None, None, None)
@@ -205,6 +209,11 @@ class ActorSystem:
                 task_status.started()
                 await trio.sleep_forever()
 
+    async def _run_timer(self, task_status: trio.TaskStatus[None]) -> None:
+        with trio.CancelScope() as scope:
+            self._timer_scope = scope
+            await self._ask_timer.run(task_status)
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -222,6 +231,8 @@ class ActorSystem:
         with trio.CancelScope(shield=True), trio.move_on_after(self.shutdown_timeout):
             await self._stop_top_level()
         self._actors_scope.cancel()
+        if self._timer_scope is not None:
+            self._timer_scope.cancel()
         failure = self._failure
         try:
             suppressed = await self._nursery_manager.__aexit__(exc_type, exc, tb)
