@@ -45,6 +45,7 @@ import trio
 import trio.testing
 
 from tinyagents import Actor, ActorSystem, Context
+from tinyagents.router import Broadcast, ConsistentHash, LeastLoaded, Random, RoundRobin
 
 # -- sizes and timing ------------------------------------------------------------------
 
@@ -66,6 +67,7 @@ class Sizes:
     """The sizes of one run of the whole script."""
 
     tell: Counts
+    router: int
     ask: Counts
     spawn: Counts
     memory: Counts
@@ -74,6 +76,7 @@ class Sizes:
 
 FULL = Sizes(
     tell=Counts(tinyagents=300_000, trio=100_000, pykka=100_000),
+    router=100_000,
     ask=Counts(tinyagents=15_000, trio=20_000, pykka=15_000),
     spawn=Counts(tinyagents=20_000, trio=30_000, pykka=2_000),
     memory=Counts(tinyagents=100_000, trio=100_000, pykka=5_000),
@@ -81,6 +84,7 @@ FULL = Sizes(
 )
 QUICK = Sizes(
     tell=Counts(tinyagents=50_000, trio=20_000, pykka=20_000),
+    router=20_000,
     ask=Counts(tinyagents=3_000, trio=4_000, pykka=3_000),
     spawn=Counts(tinyagents=4_000, trio=6_000, pykka=300),
     memory=Counts(tinyagents=10_000, trio=10_000, pykka=500),
@@ -212,6 +216,55 @@ async def ta_tell(n: int) -> float:
         await done.wait()
         elapsed = time.perf_counter() - start
     return elapsed
+
+
+class SharedCounter(Actor):
+    """Counts into a shared tally and sets ``done`` when it reaches ``expected``."""
+
+    def __init__(self, tally: list[int], expected: int, done: trio.Event) -> None:
+        self.tally = tally
+        self.expected = expected
+        self.done = done
+
+    async def receive(self, ctx: Context, message: object) -> None:
+        self.tally[0] += 1
+        if self.tally[0] == self.expected:
+            self.done.set()
+
+
+ROUTERS: dict[str, Callable[[list[Any]], Any]] = {
+    "RoundRobin": RoundRobin,
+    "Random": Random,
+    "LeastLoaded": LeastLoaded,
+    "ConsistentHash": lambda refs: ConsistentHash(refs, key=str),
+    "Broadcast": Broadcast,
+}
+ROUTEES = 4
+
+
+def ta_router_tell(kind: str) -> Callable[[int], float]:
+    """``tell_nowait`` through a router of ``kind`` over 4 counting routees, timed until
+    every routee has handled its share (every message, for Broadcast)."""
+
+    async def run(n: int) -> float:
+        done = trio.Event()
+        tally = [0]
+        expected = n * (ROUTEES if kind == "Broadcast" else 1)
+        async with ActorSystem("bench") as system:
+            routees = [
+                await system.spawn(partial(SharedCounter, tally, expected, done))
+                for _ in range(ROUTEES)
+            ]
+            router = await system.spawn(ROUTERS[kind](routees))
+            await trio.testing.wait_all_tasks_blocked()
+            start = time.perf_counter()
+            for i in range(n):
+                router.tell_nowait(i)
+            await done.wait()
+            elapsed = time.perf_counter() - start
+        return elapsed
+
+    return in_trio(run)
 
 
 async def ta_ask(n: int) -> float:
@@ -510,6 +563,9 @@ def measure(sizes: Sizes, timer: Timer) -> list[Row]:
     trio_tell_rate = timer.rate(in_trio(trio_tell), n.trio)
     pykka_tell_rate = timer.rate(pykka_tell, n.pykka)
 
+    progress(f"router tells: {sizes.router:,} through each router, {ROUTEES} routees")
+    routed = {kind: timer.rate(ta_router_tell(kind), sizes.router) for kind in ROUTERS}
+
     announce("ask (round trips)", sizes.ask)
     n = sizes.ask
     ask = timer.rate(in_trio(ta_ask), n.tinyagents)
@@ -534,6 +590,17 @@ def measure(sizes: Sizes, timer: Timer) -> list[Row]:
         Row("await tell", "msg/s", tell, "trio send_nowait", trio_tell_rate, at_least(0.5)),
         Row("tell_nowait", "msg/s", tell_nowait, "pykka tell", pykka_tell_rate, at_least(2.5)),
         Row("await tell", "msg/s", tell, "pykka tell", pykka_tell_rate, at_least(2.5)),
+        *(
+            Row(
+                f"via {kind}",
+                "msg/s",
+                rate,
+                "direct tell_nowait",
+                tell_nowait,
+                at_least(0.6) if kind == "RoundRobin" else None,
+            )
+            for kind, rate in routed.items()
+        ),
         Row("ask", "asks/s", ask, "trio channel+Event", trio_ask_rate),
         Row("ask", "asks/s", ask, "pykka ask", pykka_ask_rate, at_least(1.5)),
         Row("spawn", "actors/s", spawn, "trio task+channel", trio_spawn_rate, at_least(0.5)),

@@ -39,11 +39,12 @@ from typing import Any
 import attrs
 import trio
 
+from ._queue import Full
 from .actor import Actor, ActorRef, Context, Terminated
-from .actor._cell import Factory
-from .errors import NoRoutees
+from .actor._cell import STOPPING, Envelope, Factory
+from .errors import MailboxFull, NoRoutees
 from .events import DeadLetterReason
-from .mailbox import MailboxSpec
+from .mailbox import MailboxSpec, Overflow
 from .supervisor import SupervisorStrategy
 
 __all__ = [
@@ -196,15 +197,44 @@ class _Pool:
     supervisor: SupervisorStrategy | None
 
 
+_CONTROL = frozenset({AddRoutee, RemoveRoutee, GetRoutees})
+
+
+def _offer(ref: ActorRef, envelope: Envelope) -> bool:
+    """Put ``envelope`` straight into ``ref``'s mailbox; False if it must wait for room
+    (or ``ref`` is stopping), so that the router's own loop delivers it instead.
+
+    Raises ``MailboxFull`` (to the original sender) for a full FAIL mailbox.
+    """
+    cell = ref._cell
+    if cell.state >= STOPPING:
+        return False
+    try:
+        cell.accept(envelope)
+    except Full:
+        if cell.mailbox.overflow is Overflow.BLOCK:
+            return False
+        raise MailboxFull(cell.path, int(cell.mailbox.capacity)) from None
+    return True
+
+
 class _RouterActor(Actor):
-    """Forwarding, routee bookkeeping and the no-routee rules shared by every router."""
+    """Forwarding, routee bookkeeping and the no-routee rules shared by every router.
+
+    Like Akka's routers, a router routes in the sender's task: its cell's ``route`` hook
+    handles a message as it is sent, without a trip through the router's mailbox. Only
+    what cannot be done there goes through the mailbox: a routee's ``Terminated``, a
+    message whose routee must be waited for (a full BLOCK mailbox), and a broadcast ask.
+    """
 
     def __init__(self, routees: Sequence[ActorRef], pool: _Pool | None) -> None:
         self.routees: list[ActorRef] = []
         self._initial = routees
         self._pool = pool
+        self._ctx: Context | None = None
 
     async def started(self, ctx: Context) -> None:
+        self._ctx = ctx
         for ref in self._initial:
             self._add(ctx, ref)
         if self._pool is not None:
@@ -214,11 +244,10 @@ class _RouterActor(Actor):
                     pool.factory, mailbox=pool.mailbox, supervisor=pool.supervisor
                 )
                 self._add(ctx, ref)
+        ctx._cell.route = self._route_now
 
     def _add(self, ctx: Context, ref: ActorRef) -> None:
-        if ref in self.routees:
-            return
-        if not ref.is_alive:
+        if ref in self.routees or not ref.is_alive:
             return
         self.routees.append(ref)
         ctx.watch(ref)
@@ -241,20 +270,61 @@ class _RouterActor(Actor):
         """Pick the routee for ``message``; only called with at least one routee."""
         raise NotImplementedError
 
+    def _control(self, ctx: Context, message: Any) -> tuple[bool, Any]:
+        """Apply a control message; (handled, answer)."""
+        if isinstance(message, AddRoutee):
+            self._add(ctx, message.ref)
+            return True, None
+        if isinstance(message, RemoveRoutee):
+            self._remove(ctx, message.ref)
+            return True, None
+        if isinstance(message, GetRoutees):
+            return True, list(self.routees)
+        return False, None
+
+    def _route_now(self, envelope: Envelope) -> bool:
+        """The fast path, in the sender's task: True when the message was handled."""
+        kind = type(envelope[0])
+        if kind in _CONTROL or kind is Terminated or not self.routees:
+            return self._route_special(envelope)
+        return self.route_now(envelope)
+
+    def _route_special(self, envelope: Envelope) -> bool:
+        ctx = self._ctx
+        assert ctx is not None
+        message, sender, reply = envelope
+        if isinstance(message, Terminated):
+            return False
+        handled, answer = self._control(ctx, message)
+        if handled:
+            if reply is not None:
+                reply._settle(answer, None)
+            return True
+        if not self.routees:
+            if reply is not None:
+                reply._settle(None, NoRoutees(ctx.self.path, message))
+            else:
+                ctx.system._dead_letter(message, sender, ctx.self, DeadLetterReason.NO_ROUTEE)
+            return True
+        return self.route_now(envelope)
+
+    def route_now(self, envelope: Envelope) -> bool:
+        """Pass ``envelope`` on from the sender's task; False defers to :meth:`route`."""
+        try:
+            target = self.select(envelope[0])
+        except Exception:
+            return False  # let the router's own loop raise it and be supervised
+        return _offer(target, envelope)
+
     async def receive(self, ctx: Context, message: Any) -> Any:
         if isinstance(message, Terminated):
             if message.ref in self.routees:
                 self.routees.remove(message.ref)
                 self.removed(message.ref)
             return None
-        if isinstance(message, AddRoutee):
-            self._add(ctx, message.ref)
-            return None
-        if isinstance(message, RemoveRoutee):
-            self._remove(ctx, message.ref)
-            return None
-        if isinstance(message, GetRoutees):
-            return list(self.routees)
+        handled, answer = self._control(ctx, message)
+        if handled:
+            return answer
         if not self.routees:
             self._no_routee(ctx, message)
             return None
@@ -262,7 +332,7 @@ class _RouterActor(Actor):
         return None
 
     async def route(self, ctx: Context, message: Any) -> None:
-        """Pass ``message`` on; by default to :meth:`select`'s pick, keeping the reply."""
+        """Pass ``message`` on from the router's loop (the slow path), keeping the reply."""
         await ctx.forward(self.select(message), message)
 
     def _no_routee(self, ctx: Context, message: Any) -> None:
@@ -345,12 +415,36 @@ class _ConsistentHashActor(_RouterActor):
 
 
 class _BroadcastActor(_RouterActor):
+    def route_now(self, envelope: Envelope) -> bool:
+        message, sender, reply = envelope
+        if reply is not None:
+            return False  # gathering answers takes a task of the router
+        for ref in self.routees:
+            mailbox = ref._cell.mailbox
+            if ref._cell.state >= STOPPING or (
+                mailbox.overflow is Overflow.BLOCK
+                and (len(mailbox.queue) >= mailbox.capacity or mailbox._senders)
+            ):
+                return False  # someone must be waited for: the router's loop does it
+        for ref in self.routees:
+            self._tell_one(ref, message, sender)
+        return True
+
+    def _tell_one(self, ref: ActorRef, message: Any, sender: ActorRef | None) -> None:
+        try:
+            ref.tell_nowait(message, sender=sender)
+        except MailboxFull:
+            ref._cell.system._dead_letter(message, sender, ref, DeadLetterReason.MAILBOX_FULL)
+
     async def route(self, ctx: Context, message: Any) -> None:
         routees = list(self.routees)
         if not ctx.asked:
             sender = ctx.sender
             for ref in routees:
-                await ref.tell(message, sender=sender)
+                if ref._cell.mailbox.overflow is Overflow.BLOCK:
+                    await ref.tell(message, sender=sender)
+                else:
+                    self._tell_one(ref, message, sender)
             return
         reply = ctx.detach_reply()
         timeout = ctx.system.ask_timeout

@@ -209,6 +209,7 @@ class ActorCell:
         "nursery",
         "parent",
         "ref",
+        "route",
         "state",
         "stop_error",
         "stop_reason",
@@ -251,6 +252,8 @@ class ActorCell:
         self.history: RestartHistory | None = None
         self.terminated_event: trio.Event | None = None
         self.tasks: set[trio.CancelScope] | None = None
+        # a router's fast path: handles a message in the sender's task, or returns False
+        self.route: Callable[[Envelope], bool] | None = None
         self.backoff_scope: trio.CancelScope | None = None
         self.stop_reason = StopReason.STOPPED
         self.stop_error: BaseException | None = None
@@ -284,6 +287,9 @@ class ActorCell:
 
     def accept(self, envelope: Envelope) -> None:
         """Enqueue without waiting; BLOCK counts as full. Raises ``Full``."""
+        route = self.route
+        if route is not None and self.state < STOPPING and route(envelope):
+            return
         try:
             dropped = self.mailbox.put_nowait(envelope)
         except Closed:
@@ -624,6 +630,7 @@ class ActorCell:
 
     def _finalize(self) -> None:
         """Last rites, synchronous so that cancellation cannot interrupt them."""
+        self.route = None
         self._close_mailbox()
         self.mailbox.busy = False
         # A message cut short by cancellation is a dead letter too; its ask fails unless

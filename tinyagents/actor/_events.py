@@ -53,6 +53,8 @@ class DeadLetterReason(enum.Enum):
     """A reply arrived after its ask had ended (timed out or cancelled)."""
     NO_ROUTEE = "no_routee"
     """A router had no routee to forward it to."""
+    MAILBOX_FULL = "mailbox_full"
+    """A ``FAIL`` mailbox refused a copy that a broadcast router passed on."""
 
 
 @attrs.frozen
