@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 import tinyagents as ta
-from tinyagents.errors import ActorFailed, NoRoutees
+from tinyagents.errors import ActorFailed, ActorStopped, MailboxFull, NoRoutees
 from tinyagents.events import DeadLetter, DeadLetterReason
 from tinyagents.router import (
     AddRoutee,
@@ -287,3 +287,89 @@ async def test_a_failing_routee_fails_the_ask_not_the_router() -> None:
             await router.ask("fail")
         assert (await router.ask("ok"))[0] == "b"
         assert router.is_alive
+
+
+class Gate(ta.Actor):
+    """Waits on ``gate`` for its first message, then records every message."""
+
+    def __init__(self, gate: trio.Event, seen: list[Any]) -> None:
+        self.gate = gate
+        self.seen = seen
+
+    async def receive(self, ctx: ta.Context, message: Any) -> Any:
+        if message == "first":
+            await self.gate.wait()
+        self.seen.append(message)
+        return message
+
+
+async def test_a_full_block_routee_is_waited_for_by_the_router() -> None:
+    gate = trio.Event()
+    seen: list[Any] = []
+    async with ta.ActorSystem("block") as system:
+        routee = await system.spawn(lambda: Gate(gate, seen), mailbox=ta.Bounded(1))
+        router = await system.spawn(RoundRobin([routee]))
+        router.tell_nowait("first")
+        await trio.testing.wait_all_tasks_blocked()
+        router.tell_nowait("queued")  # fills the routee's mailbox
+        router.tell_nowait("waits")  # the router takes it and waits for room
+        router.tell_nowait("after")
+        await trio.testing.wait_all_tasks_blocked()
+        assert router.statistics().enqueued == 2
+        gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert seen == ["first", "queued", "waits", "after"]
+        assert system.dead_letters == 0
+
+
+async def test_a_full_fail_routee_raises_to_the_sender() -> None:
+    gate = trio.Event()
+    async with ta.ActorSystem("fail") as system:
+        routee = await system.spawn(
+            lambda: Gate(gate, []), mailbox=ta.Bounded(1, ta.Overflow.FAIL), name="r"
+        )
+        router = await system.spawn(RoundRobin([routee]))
+        router.tell_nowait("first")
+        await trio.testing.wait_all_tasks_blocked()
+        router.tell_nowait("queued")
+        with pytest.raises(MailboxFull, match="/user/r"):
+            router.tell_nowait("refused")
+        with pytest.raises(MailboxFull):
+            await router.ask("refused too")
+        gate.set()
+
+
+async def test_broadcast_copy_refused_by_a_fail_routee_is_a_dead_letter() -> None:
+    gate = trio.Event()
+    seen: list[Any] = []
+    async with ta.ActorSystem("bfail") as system:
+        full = await system.spawn(
+            lambda: Gate(gate, []), mailbox=ta.Bounded(1, ta.Overflow.FAIL), name="full"
+        )
+        other = await system.spawn(lambda: Named(seen), name="other")
+        full.tell_nowait("first")
+        await trio.testing.wait_all_tasks_blocked()
+        full.tell_nowait("queued")
+        router = await system.spawn(Broadcast([full, other]))
+        async with system.events.subscribe(DeadLetter) as events:
+            await router.tell("news")
+            letter = await events.receive()
+        assert letter.reason is DeadLetterReason.MAILBOX_FULL
+        assert letter.recipient == full
+        await trio.testing.wait_all_tasks_blocked()
+        assert seen == [("other", "news")]
+        gate.set()
+
+
+async def test_a_stopped_router_dead_letters_what_it_is_sent() -> None:
+    async with ta.ActorSystem("stopped") as system:
+        routees = await spawn_named(system, "a")
+        router = await system.spawn(RoundRobin(routees))
+        await router.stop()
+        async with system.events.subscribe(DeadLetter) as events:
+            await router.tell("late")
+            letter = await events.receive()
+        assert letter.reason is DeadLetterReason.RECIPIENT_STOPPED
+        assert letter.recipient == router
+        with pytest.raises(ActorStopped):
+            await router.ask("late ask")
