@@ -139,6 +139,8 @@ def validate_name(name: str) -> None:
         raise InvalidActorName(
             name, "a name must not contain '/' or whitespace, nor start with '$'"
         )
+    if name in (".", ".."):
+        raise InvalidActorName(name, "'.' and '..' would make paths ambiguous")
 
 
 async def spawn_child(
@@ -743,9 +745,15 @@ class Context:
         Raises:
             ReplyError: the message was not asked, or was already answered.
         """
-        reply = self._cell.current_reply
+        cell = self._cell
+        reply = cell.current_reply
         if reply is None:
-            raise ReplyError(f"{self._cell.path}: the message being handled was not asked")
+            current = cell.current
+            if current is not None and current[2] is not None:
+                raise ReplyError(
+                    f"{cell.path}: the reply was detached or forwarded; answer it there"
+                )
+            raise ReplyError(f"{cell.path}: the message being handled was not asked")
         if reply._done:
             raise ReplyError(f"{self._cell.path}: this ask was already answered")
         reply.send(value)

@@ -210,7 +210,8 @@ class ActorSystem:
                 await trio.sleep_forever()
 
     async def _run_timer(self, task_status: trio.TaskStatus[None]) -> None:
-        with trio.CancelScope() as scope:
+        # shielded like the actors, so asks made while they stop still time out
+        with trio.CancelScope(shield=True) as scope:
             self._timer_scope = scope
             await self._ask_timer.run(task_status)
 

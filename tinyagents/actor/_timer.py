@@ -66,10 +66,12 @@ class AskTimer:
                     self._dead -= 1
                 else:
                     reply._expire(AskTimeout(path, timeout, reply.message))
-            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
-                self._scope = scope
-                if not started:
-                    started = True
-                    task_status.started()
-                await trio.sleep_forever()
-            self._scope = None
+            try:
+                with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                    self._scope = scope
+                    if not started:
+                        started = True
+                        task_status.started()
+                    await trio.sleep_forever()
+            finally:
+                self._scope = None
