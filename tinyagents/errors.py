@@ -17,8 +17,17 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     ├── ReplyError                    a reply was given twice, or outside an ask
     ├── RegistryError
     │   └── NameRegistered            ``registry.register`` with a name already taken
-    └── ActorSystemError              misuse of an :class:`~tinyagents.ActorSystem`
-        └── SystemNotRunning          the system is not open, or is shutting down
+    ├── ActorSystemError              misuse of an :class:`~tinyagents.ActorSystem`
+    │   └── SystemNotRunning          the system is not open, or is shutting down
+    └── ProviderError                 an LLM provider call failed (``provider``, ``status``)
+        ├── AuthenticationError       401/403: the key is missing, wrong or not allowed
+        ├── BadRequest                400/404/409/413/422: the request itself is wrong
+        ├── RateLimited               429 (``retry_after``; ``quota_exhausted``: do not retry)
+        ├── Overloaded                Anthropic's 529, or an overloaded error in a stream
+        ├── ServerError               5xx, or an error reported inside a 200 stream
+        ├── ProviderTimeout           408, or no answer within the HTTP timeouts
+        ├── ProviderConnectionError   the connection failed or broke
+        └── ProtocolError             a malformed or truncated reply
 
 Every error says what happened and to which actor; the actor's path is also kept
 in the ``path`` attribute where one applies.
@@ -34,14 +43,23 @@ __all__ = [
     "ActorStopped",
     "ActorSystemError",
     "AskTimeout",
+    "AuthenticationError",
+    "BadRequest",
     "InvalidActorName",
     "MailboxError",
     "MailboxFull",
     "MessageDropped",
     "NameRegistered",
     "NoRoutees",
+    "Overloaded",
+    "ProtocolError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeout",
+    "RateLimited",
     "RegistryError",
     "ReplyError",
+    "ServerError",
     "SystemNotRunning",
     "TinyAgentsError",
 ]
@@ -187,3 +205,99 @@ class ActorSystemError(TinyAgentsError):
 
 class SystemNotRunning(ActorSystemError):
     """The system is not open yet, or is shutting down, so it cannot spawn."""
+
+
+class ProviderError(TinyAgentsError):
+    """An LLM provider call failed.
+
+    ``provider`` names the adapter (``"openai"``, ``"anthropic"``, ...), ``status`` is the
+    HTTP status (``None`` when there was no response; 200 for an error reported inside
+    a stream), and ``retryable`` says whether trying again may succeed (the ``Retry``
+    middleware follows it). The message never contains an API key.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        where = f"{provider}" if status is None else f"{provider} (HTTP {status})"
+        super().__init__(f"{where}: {message}")
+        self.provider = provider
+        self.status = status
+        self.detail = message
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class AuthenticationError(ProviderError):
+    """The API key is missing, wrong, or not allowed to do this (401, 403)."""
+
+
+class BadRequest(ProviderError):
+    """The provider refused the request as it is (400, 404, 413, 422; 409 is retryable)."""
+
+
+class RateLimited(ProviderError):
+    """Too many requests (429). ``retry_after`` is the provider's advice in seconds, if
+    any. ``quota_exhausted`` is set when the account is out of quota or credit, which
+    waiting does not fix: such an error is not retryable."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        status: int | None = 429,
+        retry_after: float | None = None,
+        quota_exhausted: bool = False,
+    ) -> None:
+        super().__init__(provider, message, status=status, retryable=not quota_exhausted)
+        self.retry_after = retry_after
+        self.quota_exhausted = quota_exhausted
+
+
+class Overloaded(ProviderError):
+    """The provider is overloaded (Anthropic's 529, or an ``overloaded_error`` event)."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        status: int | None = 529,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(provider, message, status=status)
+        self.retry_after = retry_after
+
+
+class ServerError(ProviderError):
+    """The provider failed (5xx), or reported an error inside a 200 stream."""
+
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    """No answer within the HTTP timeouts, or the provider said 408."""
+
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection to the provider could not be made, or broke."""
+
+    retryable = True
+
+
+class ProtocolError(ProviderError):
+    """The provider's reply was malformed or truncated: not what its API promises."""

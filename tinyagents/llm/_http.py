@@ -1,0 +1,344 @@
+"""What every HTTP adapter shares: the client, error mapping, SSE and NDJSON reading."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+import attrs
+import httpx
+import trio
+
+from ..errors import (
+    AuthenticationError,
+    BadRequest,
+    Overloaded,
+    ProtocolError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+    ServerError,
+)
+from ._types import ChatRequest, ChatResponse, Chunk
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "HTTPProvider",
+    "SSEEvent",
+    "close_stream",
+    "error_for_status",
+    "iter_ndjson",
+    "iter_sse",
+    "parse_json",
+    "retry_after_from",
+]
+
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+"""HTTP timeouts of the adapters: 10 s to connect, 60 s for any one read or write.
+A whole call has no limit unless ``call_timeout`` (or the caller's cancel scope) sets one."""
+
+
+@attrs.frozen
+class SSEEvent:
+    """One server-sent event: its ``event`` name (``"message"`` when unnamed) and ``data``."""
+
+    event: str
+    data: str
+
+
+async def iter_sse(response: httpx.Response) -> AsyncIterator[SSEEvent]:
+    """The events of a ``text/event-stream`` body, per the HTML standard's rules:
+    ``data:`` lines join with newlines, ``:`` lines are comments, a blank line ends an
+    event. An event not ended by a blank line when the body ends is still yielded."""
+    event = ""
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield SSEEvent(event or "message", "\n".join(data))
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+    if data:
+        yield SSEEvent(event or "message", "\n".join(data))
+
+
+async def iter_ndjson(response: httpx.Response, provider: str) -> AsyncIterator[Any]:
+    """The JSON values of an ``application/x-ndjson`` body, one per non-blank line.
+
+    Raises:
+        ProtocolError: a line is not JSON.
+    """
+    async for line in response.aiter_lines():
+        if line.strip():
+            yield parse_json(line, provider)
+
+
+def parse_json(text: str | bytes, provider: str) -> Any:
+    """``json.loads``, raising :class:`ProtocolError` (with a short excerpt) on bad JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        excerpt = text[:120] if isinstance(text, str) else text[:120].decode(errors="replace")
+        raise ProtocolError(provider, f"malformed JSON in the reply: {excerpt!r}") from None
+
+
+def retry_after_from(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait as the provider advises: ``retry-after-ms``, else ``retry-after``
+    (seconds, or an HTTP date). ``None`` when absent or unreadable."""
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis) / 1000.0
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def error_for_status(
+    provider: str,
+    status: int,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    quota_exhausted: bool = False,
+) -> ProviderError:
+    """The typed error for an HTTP error status (see :mod:`tinyagents.errors`)."""
+    retry_after = retry_after_from(headers) if headers is not None else None
+    if status in (401, 403):
+        return AuthenticationError(provider, message, status=status)
+    if status == 408:
+        return ProviderTimeout(provider, message, status=status)
+    if status == 409:
+        return BadRequest(provider, message, status=status, retryable=True)
+    if status == 429:
+        return RateLimited(
+            provider, message, retry_after=retry_after, quota_exhausted=quota_exhausted
+        )
+    if status == 529:
+        return Overloaded(provider, message, retry_after=retry_after)
+    if status >= 500:
+        return ServerError(provider, message, status=status)
+    return BadRequest(provider, message, status=status)
+
+
+async def close_stream(stream: trio.abc.SendChannel[Chunk] | None) -> None:
+    """Close the caller's chunk channel, even inside a cancelled scope."""
+    if stream is None:
+        return
+    if isinstance(stream, trio.MemorySendChannel):
+        stream.close()  # synchronous: nothing to cancel
+        return
+    with trio.CancelScope(shield=True):
+        await stream.aclose()
+
+
+class HTTPProvider:
+    """Base of the HTTP adapters: owns an ``httpx.AsyncClient``, maps errors, closes the
+    stream channel exactly once. Subclasses implement :meth:`_complete` and
+    :meth:`_stream` for their dialect.
+
+    Use as ``async with Adapter(...) as provider:`` or call :meth:`aclose` when done.
+    """
+
+    name: str = "http"
+    api_key_env: ClassVar[str | None] = None
+    default_base_url: ClassVar[str] = ""
+    requires_key: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        call_timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        name: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if api_key is None and self.api_key_env is not None:
+            api_key = os.environ.get(self.api_key_env) or None
+        self.__api_key = api_key
+        self.base_url = (base_url or self.default_base_url).rstrip("/")
+        if name is not None:
+            self.name = name
+        if call_timeout is not None and not call_timeout > 0:
+            raise ValueError(f"call_timeout must be > 0 seconds, not {call_timeout!r}")
+        self.call_timeout = call_timeout
+        self._client = httpx.AsyncClient(
+            timeout=timeout, headers=dict(headers or {}), transport=transport
+        )
+
+    def __repr__(self) -> str:
+        key = "set" if self.__api_key else "unset"
+        return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r}, key {key})"
+
+    async def __aenter__(self) -> HTTPProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client. The provider cannot be used afterwards."""
+        await self._client.aclose()
+
+    # -- for subclasses --------------------------------------------------------------
+
+    def _api_key(self) -> str:
+        key = self.__api_key
+        if not key:
+            if not self.requires_key:
+                return ""
+            hint = f" or set {self.api_key_env}" if self.api_key_env else ""
+            raise AuthenticationError(self.name, f"no API key: pass api_key={hint}")
+        return key
+
+    def _auth_headers(self) -> dict[str, str]:
+        """Headers carrying the key (``Authorization: Bearer`` by default)."""
+        key = self._api_key()
+        return {"authorization": f"Bearer {key}"} if key else {}
+
+    def _error_message(self, body: Any, text: str) -> tuple[str, bool]:
+        """The readable message of an error body, and whether it says the quota is spent."""
+        if isinstance(body, Mapping):
+            error = body.get("error", body)
+            if isinstance(error, Mapping):
+                message = str(error.get("message") or error.get("type") or text)
+                code = str(error.get("code") or error.get("type") or "")
+                return message, code in ("insufficient_quota", "402")
+            if isinstance(error, str):
+                return error, False
+        return text[:300] or "(empty body)", False
+
+    async def _raise_for_status(self, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        raw = await response.aread()
+        text = raw.decode(errors="replace")
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        message, quota = self._error_message(body, text)
+        raise error_for_status(
+            self.name, response.status_code, message, response.headers, quota_exhausted=quota
+        )
+
+    async def _post(self, path: str, body: Mapping[str, Any]) -> Any:
+        """POST ``body`` as JSON and return the parsed JSON reply."""
+        with self._translate_errors():
+            response = await self._client.post(
+                self.base_url + path, json=body, headers=self._auth_headers()
+            )
+            await self._raise_for_status(response)
+            return parse_json(response.content, self.name)
+
+    @asynccontextmanager
+    async def _post_stream(
+        self, path: str, body: Mapping[str, Any]
+    ) -> AsyncIterator[httpx.Response]:
+        """POST ``body`` and yield the streaming response (its status already checked)."""
+        with self._translate_errors():
+            async with self._client.stream(
+                "POST", self.base_url + path, json=body, headers=self._auth_headers()
+            ) as response:
+                await self._raise_for_status(response)
+                yield response
+
+    def _translate_errors(self) -> Any:
+        return _TranslateErrors(self.name)
+
+    async def _complete(self, request: ChatRequest) -> ChatResponse:
+        raise NotImplementedError
+
+    async def _stream(
+        self, request: ChatRequest, stream: trio.abc.SendChannel[Chunk]
+    ) -> ChatResponse:
+        raise NotImplementedError
+
+    # -- the Provider protocol ----------------------------------------------------------
+
+    async def chat(
+        self,
+        request: ChatRequest,
+        *,
+        stream: trio.abc.SendChannel[Chunk] | None = None,
+    ) -> ChatResponse:
+        """Send ``request``; see :class:`~tinyagents.llm.Provider`.
+
+        Cancellation (the caller's cancel scope, or ``call_timeout``, which raises
+        :class:`~tinyagents.errors.ProviderTimeout`) closes the HTTP response, so the
+        provider stays usable; ``stream`` is closed in every case.
+        """
+        try:
+            if self.call_timeout is None:
+                return await self._dispatch(request, stream)
+            with trio.move_on_after(self.call_timeout):
+                return await self._dispatch(request, stream)
+            raise ProviderTimeout(
+                self.name, f"no complete answer within call_timeout={self.call_timeout:g}s"
+            )
+        finally:
+            await close_stream(stream)
+
+    async def _dispatch(
+        self, request: ChatRequest, stream: trio.abc.SendChannel[Chunk] | None
+    ) -> ChatResponse:
+        if stream is None:
+            return await self._complete(request)
+        return await self._stream(request, stream)
+
+
+class _TranslateErrors:
+    """Turns httpx's exceptions into the library's typed errors."""
+
+    __slots__ = ("provider",)
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, ProviderError):
+            return
+        if isinstance(exc, httpx.TimeoutException):
+            raise ProviderTimeout(self.provider, f"timed out: {type(exc).__name__}") from exc
+        if isinstance(exc, httpx.RemoteProtocolError):
+            raise ProtocolError(
+                self.provider, f"the reply broke off or was malformed: {exc}"
+            ) from exc
+        if isinstance(exc, httpx.TransportError):
+            raise ProviderConnectionError(
+                self.provider, f"connection failed: {type(exc).__name__}: {exc}"
+            ) from exc

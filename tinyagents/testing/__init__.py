@@ -1,0 +1,23 @@
+"""Test helpers for tinyagents users: a scripted provider and provider stub servers.
+
+The stub servers speak each provider's real wire format over HTTP on 127.0.0.1, with
+scripted replies and injectable faults; see ``docs/testing.md``.
+"""
+
+from ._scripted import ScriptedProvider as ScriptedProvider
+from ._server import Fault as Fault
+from ._server import FaultKind as FaultKind
+from ._server import RecordedRequest as RecordedRequest
+from ._server import StubReply as StubReply
+from ._server import StubResponse as StubResponse
+from ._server import StubServer as StubServer
+
+__all__ = [
+    "Fault",
+    "FaultKind",
+    "RecordedRequest",
+    "ScriptedProvider",
+    "StubReply",
+    "StubResponse",
+    "StubServer",
+]
