@@ -600,3 +600,35 @@ async def test_ask_with_a_timeout_that_is_not_positive_raises_value_error(
         with pytest.raises(ValueError, match="timeout"):
             await ref.ask("x", timeout=timeout)
         assert ref.statistics().enqueued == 0
+
+
+async def test_the_handler_sees_the_askers_deadline_also_through_forward(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    seen: list[tuple[str, float]] = []
+
+    class Last(Actor):
+        async def receive(self, ctx: Context, message: Any) -> str:
+            seen.append(("last", ctx.deadline))
+            return "done"
+
+    class First(Actor):
+        def __init__(self, target: ActorRef) -> None:
+            self.target = target
+
+        async def receive(self, ctx: Context, message: Any) -> None:
+            seen.append(("first", ctx.deadline))
+            await ctx.forward(self.target)
+
+    async with ActorSystem("deadline") as system:
+        last = await system.spawn(Last)
+        first = await system.spawn(lambda: First(last))
+        start = trio.current_time()
+        assert await first.ask("go", timeout=7.0) == "done"
+        first.tell_nowait("told")
+        await trio.testing.wait_all_tasks_blocked()
+        assert await last.ask("no limit", timeout=math.inf) == "done"
+    assert seen[:2] == [("first", start + 7.0), ("last", start + 7.0)]
+    assert seen[2] == ("first", math.inf)
+    assert seen[3] == ("last", math.inf)  # the told message, forwarded
+    assert seen[4] == ("last", math.inf)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
@@ -104,6 +105,7 @@ class Reply:
         "_owner",
         "_task",
         "_value",
+        "deadline",
         "message",
     )
 
@@ -116,6 +118,8 @@ class Reply:
         self._task: trio.lowlevel.Task | None = None
         self._owner: ActorCell | None = None
         self._entry: list[Any] | None = None  # its AskTimer entry, if it has a deadline
+        self.deadline = math.inf
+        """The asker's deadline (trio time): when its ask times out."""
 
     @property
     def done(self) -> bool:

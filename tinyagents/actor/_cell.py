@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -732,6 +733,19 @@ class Context:
     def children(self) -> list[ActorRef]:
         """Refs of the live children, in spawn order."""
         return [child.ref for child in (self._cell.children or {}).values()]
+
+    @property
+    def deadline(self) -> float:
+        """The deadline (in ``trio.current_time()`` terms) of the ask being handled: when
+        the asker stops waiting. ``math.inf`` for a told message or an ask without a
+        timeout. Use it to bound work done for the asker, and to pass it on::
+
+            with trio.CancelScope(deadline=ctx.deadline):
+                ...
+        """
+        current = self._cell.current
+        reply = None if current is None else current[2]
+        return math.inf if reply is None else reply.deadline
 
     @property
     def asked(self) -> bool:

@@ -151,7 +151,9 @@ class ActorRef:
 
         ``timeout`` is in seconds; ``None`` means the system's ``ask_timeout`` and
         ``math.inf`` waits without limit. The whole ask, waiting for mailbox room
-        included, is bounded by it. An ask always ends, in one of these ways.
+        included, is bounded by it, and the handler sees the resulting deadline as
+        ``ctx.deadline`` (so that it can pass it on). An ask always ends, in one of
+        these ways.
 
         Raises:
             AskTimeout: no reply in time; a later reply becomes a dead letter.
@@ -174,7 +176,7 @@ class ActorRef:
         if timeout == math.inf:
             await self._enqueue_ask(cell, envelope)
             return await reply._wait()
-        deadline = trio.current_time() + timeout
+        deadline = reply.deadline = trio.current_time() + timeout
         try:
             cell.accept(envelope)
         except Full:
