@@ -15,6 +15,10 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     │   └── MessageDropped            an asked message was dropped by an overflow policy
     ├── AskTimeout                    no reply within the timeout (also a ``TimeoutError``)
     ├── ReplyError                    a reply was given twice, or outside an ask
+    ├── AgentError                    an agent's turn could not complete
+    │   ├── ToolRoundsExceeded        the model kept calling tools past ``max_tool_rounds``
+    │   ├── BudgetExceeded            the shared token budget is spent
+    │   └── TurnDeadlineExceeded      the asker's deadline passed (also a ``TimeoutError``)
     ├── RegistryError
     │   └── NameRegistered            ``registry.register`` with a name already taken
     ├── ActorSystemError              misuse of an :class:`~tinyagents.ActorSystem`
@@ -42,9 +46,11 @@ __all__ = [
     "ActorStartFailed",
     "ActorStopped",
     "ActorSystemError",
+    "AgentError",
     "AskTimeout",
     "AuthenticationError",
     "BadRequest",
+    "BudgetExceeded",
     "InvalidActorName",
     "MailboxError",
     "MailboxFull",
@@ -62,6 +68,8 @@ __all__ = [
     "ServerError",
     "SystemNotRunning",
     "TinyAgentsError",
+    "ToolRoundsExceeded",
+    "TurnDeadlineExceeded",
 ]
 
 
@@ -184,6 +192,47 @@ class AskTimeout(TinyAgentsError, TimeoutError):
 
 class ReplyError(TinyAgentsError):
     """A reply was attempted where none is possible: twice, or for a message not asked."""
+
+
+class AgentError(TinyAgentsError):
+    """An agent's (or a team's) turn could not complete; ``agent`` names it."""
+
+    def __init__(self, message: str, agent: str) -> None:
+        super().__init__(message)
+        self.agent = agent
+
+
+class ToolRoundsExceeded(AgentError):
+    """The model still called tools after ``max_tool_rounds`` rounds."""
+
+    def __init__(self, agent: str, max_rounds: int) -> None:
+        super().__init__(
+            f"agent {agent!r} stopped its turn: the model still called tools after "
+            f"{max_rounds} rounds (max_tool_rounds={max_rounds})",
+            agent,
+        )
+        self.max_rounds = max_rounds
+
+
+class BudgetExceeded(AgentError):
+    """The token budget shared by agents is spent, so no further model call is made."""
+
+    def __init__(self, agent: str, tokens: int, spent: int) -> None:
+        super().__init__(
+            f"agent {agent!r} cannot call its model: the token budget of {tokens} is spent "
+            f"({spent} used)",
+            agent,
+        )
+        self.tokens = tokens
+        self.spent = spent
+
+
+class TurnDeadlineExceeded(AgentError, TimeoutError):
+    """The asker's deadline passed before the turn completed; the turn was cancelled."""
+
+    def __init__(self, agent: str, deadline: float) -> None:
+        super().__init__(f"agent {agent!r} did not finish its turn by the asker's deadline", agent)
+        self.deadline = deadline
 
 
 class RegistryError(TinyAgentsError):
