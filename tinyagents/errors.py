@@ -331,9 +331,22 @@ class Overloaded(ProviderError):
 
 
 class ServerError(ProviderError):
-    """The provider failed (5xx), or reported an error inside a 200 stream."""
+    """The provider failed (5xx), or reported an error inside a 200 stream.
+    ``retry_after`` is the provider's advice in seconds, if it gave one (a 503 may)."""
 
     retryable = True
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(provider, message, status=status, retryable=retryable)
+        self.retry_after = retry_after
 
 
 class ProviderTimeout(ProviderError):

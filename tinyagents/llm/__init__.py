@@ -16,16 +16,26 @@ from ._types import Role as Role
 from ._types import ToolCall as ToolCall
 from ._types import ToolSpec as ToolSpec
 from ._types import Usage as Usage
+from .middleware import Fallback as Fallback
+from .middleware import Log as Log
+from .middleware import RateLimit as RateLimit
+from .middleware import Retry as Retry
+from .middleware import estimate_tokens as estimate_tokens
 
 __all__ = [
     "ChatRequest",
     "ChatResponse",
     "Chunk",
+    "Fallback",
     "HTTPProvider",
+    "Log",
     "Message",
     "Provider",
+    "RateLimit",
+    "Retry",
     "Role",
     "ToolCall",
     "ToolSpec",
     "Usage",
+    "estimate_tokens",
 ]

@@ -21,15 +21,20 @@ class ForwardingChannel(trio.abc.SendChannel[Chunk]):
     def __init__(self, target: trio.abc.SendChannel[Chunk]) -> None:
         self.target = target
         self.sent = 0
-        """How many chunks reached ``target`` through this channel."""
+        """How many chunks were passed to ``target`` (counted before each is passed, so a
+        chunk whose send was interrupted counts: it may have reached the caller)."""
+        self.first_sent_at: float | None = None
+        """``trio.current_time()`` of the first chunk, if any."""
         self._closed = False
 
     async def send(self, value: Chunk) -> None:
         """Send ``value`` to the target (waits as the target's ``send`` does)."""
         if self._closed:
             raise trio.ClosedResourceError("this forwarding channel is closed")
-        await self.target.send(value)
+        if self.sent == 0:
+            self.first_sent_at = trio.current_time()
         self.sent += 1
+        await self.target.send(value)
 
     async def aclose(self) -> None:
         """Close this channel only; the target stays open."""

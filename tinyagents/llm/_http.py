@@ -145,7 +145,7 @@ def error_for_status(
     if status == 529:
         return Overloaded(provider, message, retry_after=retry_after)
     if status >= 500:
-        return ServerError(provider, message, status=status)
+        return ServerError(provider, message, status=status, retry_after=retry_after)
     return BadRequest(provider, message, status=status)
 
 

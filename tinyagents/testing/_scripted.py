@@ -23,8 +23,8 @@ class ScriptedProvider:
     When the script runs out, ``default`` answers (by default it raises
     ``AssertionError``, so a test notices an unexpected call). Streaming sends the
     answer's text in ``chunk_size`` pieces, then its tool calls, then a final chunk
-    with the finish reason and usage; ``delay`` seconds pass before each chunk. Every
-    request is kept in :attr:`requests`.
+    with the finish reason and usage. ``delay`` seconds pass before a whole answer, or
+    before each chunk of a streamed one. Every request is kept in :attr:`requests`.
     """
 
     def __init__(
@@ -84,6 +84,8 @@ class ScriptedProvider:
             self.requests.append(request)
             await trio.lowlevel.checkpoint()
             response = self._next(request)
+            if stream is None and self._delay:
+                await trio.sleep(self._delay)
             if stream is not None:
                 text = response.message.content
                 for i in range(0, len(text), self._chunk_size):
