@@ -19,6 +19,11 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     │   ├── ToolRoundsExceeded        the model kept calling tools past ``max_tool_rounds``
     │   ├── BudgetExceeded            the shared token budget is spent
     │   └── TurnDeadlineExceeded      the asker's deadline passed (also a ``TimeoutError``)
+    ├── ToolError                     a tool was registered, looked up or called wrongly (``tool``)
+    │   ├── ToolNameTaken             ``ToolRegistry.register`` with a name another tool has
+    │   ├── UnknownTool               no tool of that name (also a ``KeyError``)
+    │   ├── InvalidToolArguments      the arguments do not fit the tool's schema (``problems``)
+    │   └── ToolTimeout               the tool did not finish within its timeout
     ├── RegistryError
     │   └── NameRegistered            ``registry.register`` with a name already taken
     ├── ActorSystemError              misuse of an :class:`~tinyagents.ActorSystem`
@@ -39,6 +44,8 @@ in the ``path`` attribute where one applies.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "ActorError",
     "ActorFailed",
@@ -52,6 +59,7 @@ __all__ = [
     "BadRequest",
     "BudgetExceeded",
     "InvalidActorName",
+    "InvalidToolArguments",
     "MailboxError",
     "MailboxFull",
     "MessageDropped",
@@ -68,8 +76,12 @@ __all__ = [
     "ServerError",
     "SystemNotRunning",
     "TinyAgentsError",
+    "ToolError",
+    "ToolNameTaken",
     "ToolRoundsExceeded",
+    "ToolTimeout",
     "TurnDeadlineExceeded",
+    "UnknownTool",
 ]
 
 
@@ -233,6 +245,54 @@ class TurnDeadlineExceeded(AgentError, TimeoutError):
     def __init__(self, agent: str, deadline: float) -> None:
         super().__init__(f"agent {agent!r} did not finish its turn by the asker's deadline", agent)
         self.deadline = deadline
+
+
+class ToolError(TinyAgentsError):
+    """A tool was registered, looked up or called the wrong way; ``tool`` names it."""
+
+    def __init__(self, message: str, tool: str) -> None:
+        super().__init__(message)
+        self.tool = tool
+
+
+class ToolNameTaken(ToolError, ValueError):
+    """``ToolRegistry.register`` was given a tool whose name another tool has."""
+
+    def __init__(self, tool: str) -> None:
+        super().__init__(f"a different tool named {tool!r} is already registered", tool)
+
+
+class UnknownTool(ToolError, KeyError):
+    """No tool of that name is registered (``registry[name]``, or a model's call).
+
+    ``available`` lists the registered names, which the message also gives, so that a
+    model told about its mistake can pick a real tool.
+    """
+
+    def __init__(self, tool: str, available: Iterable[str] = ()) -> None:
+        self.available = tuple(available)
+        names = ", ".join(self.available) if self.available else "none"
+        super().__init__(f"unknown tool {tool!r} (the tools are: {names})", tool)
+
+    def __str__(self) -> str:  # KeyError would show the repr of the message
+        return str(self.args[0])
+
+
+class InvalidToolArguments(ToolError, ValueError):
+    """The arguments of a call do not fit the tool's schema; ``problems`` says how,
+    one short sentence per problem (``"missing 'city'"``)."""
+
+    def __init__(self, tool: str, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(f"invalid arguments for {tool}: {'; '.join(self.problems)}", tool)
+
+
+class ToolTimeout(ToolError, TimeoutError):
+    """The tool did not finish within its ``timeout`` (seconds)."""
+
+    def __init__(self, tool: str, timeout: float) -> None:
+        super().__init__(f"{tool} timed out after {timeout:g} seconds", tool)
+        self.timeout = timeout
 
 
 class RegistryError(TinyAgentsError):

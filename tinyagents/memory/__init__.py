@@ -1,0 +1,15 @@
+"""Memory: where an agent keeps its conversation between turns.
+
+* :class:`Memory` — the protocol: ``append(*messages)``, ``messages()``, ``clear()``.
+* :class:`BufferMemory` — the last ``n`` messages, in this process.
+* :class:`SQLiteMemory` — conversations in an SQLite file, kept across runs.
+* :func:`trim_messages` — the window rule both use: at most ``n`` messages, never a
+  tool call separated from its results.
+"""
+
+from ._buffer import BufferMemory as BufferMemory
+from ._buffer import Memory as Memory
+from ._buffer import trim_messages as trim_messages
+from ._sqlite import SQLiteMemory as SQLiteMemory
+
+__all__ = ["BufferMemory", "Memory", "SQLiteMemory", "trim_messages"]
