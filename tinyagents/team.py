@@ -184,9 +184,7 @@ class _PipelineActor(_TeamActor):
         response: Response | None = None
         last = len(self.spec.members) - 1
         for index, member in enumerate(self.spec.members):
-            response = await ask_member(
-                member, text, prompt.stream if index == last else None
-            )
+            response = await ask_member(member, text, prompt.stream if index == last else None)
             usage = usage + response.usage
             text = response.text
         assert response is not None
