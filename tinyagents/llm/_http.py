@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self, cast
 
 import attrs
 import httpx
@@ -45,6 +46,11 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 A whole call has no limit unless ``call_timeout`` (or the caller's cancel scope) sets one."""
 
 
+def _lines(response: httpx.Response) -> AsyncGenerator[str, None]:
+    # httpx types it as an iterator; it is an async generator, which aclosing needs
+    return cast("AsyncGenerator[str, None]", response.aiter_lines())
+
+
 @attrs.frozen
 class SSEEvent:
     """One server-sent event: its ``event`` name (``"message"`` when unnamed) and ``data``."""
@@ -53,39 +59,43 @@ class SSEEvent:
     data: str
 
 
-async def iter_sse(response: httpx.Response) -> AsyncIterator[SSEEvent]:
+async def iter_sse(response: httpx.Response) -> AsyncGenerator[SSEEvent, None]:
     """The events of a ``text/event-stream`` body, per the HTML standard's rules:
     ``data:`` lines join with newlines, ``:`` lines are comments, a blank line ends an
     event. An event not ended by a blank line when the body ends is still yielded."""
     event = ""
     data: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield SSEEvent(event or "message", "\n".join(data))
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "event":
-            event = value
-        elif field == "data":
-            data.append(value)
+    # aclosing: httpx reads bodies through async generators that must be closed
+    # explicitly under trio when reading stops early (encode/httpx#3686)
+    async with contextlib.aclosing(_lines(response)) as lines:
+        async for line in lines:
+            if not line:
+                if data:
+                    yield SSEEvent(event or "message", "\n".join(data))
+                event, data = "", []
+                continue
+            if line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                event = value
+            elif field == "data":
+                data.append(value)
     if data:
         yield SSEEvent(event or "message", "\n".join(data))
 
 
-async def iter_ndjson(response: httpx.Response, provider: str) -> AsyncIterator[Any]:
+async def iter_ndjson(response: httpx.Response, provider: str) -> AsyncGenerator[Any, None]:
     """The JSON values of an ``application/x-ndjson`` body, one per non-blank line.
 
     Raises:
         ProtocolError: a line is not JSON.
     """
-    async for line in response.aiter_lines():
-        if line.strip():
-            yield parse_json(line, provider)
+    async with contextlib.aclosing(_lines(response)) as lines:
+        async for line in lines:
+            if line.strip():
+                yield parse_json(line, provider)
 
 
 def parse_json(text: str | bytes, provider: str) -> Any:
@@ -201,7 +211,7 @@ class HTTPProvider:
         key = "set" if self.__api_key else "unset"
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r}, key {key})"
 
-    async def __aenter__(self) -> HTTPProvider:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

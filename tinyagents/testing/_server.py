@@ -12,7 +12,7 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import attrs
 import h11
@@ -269,7 +269,7 @@ class StubServer:
 
     # -- service ---------------------------------------------------------------------
 
-    async def __aenter__(self) -> StubServer:
+    async def __aenter__(self) -> Self:
         manager = trio.open_nursery()
         nursery = await manager.__aenter__()
         try:
