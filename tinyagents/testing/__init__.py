@@ -4,6 +4,8 @@ The stub servers speak each provider's real wire format over HTTP on 127.0.0.1, 
 scripted replies and injectable faults; see ``docs/testing.md``.
 """
 
+from ._anthropic_stub import AnthropicStub as AnthropicStub
+from ._ollama_stub import OllamaStub as OllamaStub
 from ._scripted import ScriptedProvider as ScriptedProvider
 from ._server import Fault as Fault
 from ._server import FaultKind as FaultKind
@@ -13,8 +15,10 @@ from ._server import StubResponse as StubResponse
 from ._server import StubServer as StubServer
 
 __all__ = [
+    "AnthropicStub",
     "Fault",
     "FaultKind",
+    "OllamaStub",
     "RecordedRequest",
     "ScriptedProvider",
     "StubReply",

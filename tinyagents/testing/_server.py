@@ -6,6 +6,7 @@ turning a scripted :class:`StubReply` into its provider's exact wire format.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import math
@@ -370,9 +371,14 @@ class StubServer:
             if body:
                 await stream.send_all(connection.send(h11.Data(data=body)))
         else:
-            async for piece in body:
-                if piece:
-                    await stream.send_all(connection.send(h11.Data(data=piece)))
+            # close the body's generator even if the client went away mid-stream
+            closing: Any = (
+                contextlib.aclosing(body) if hasattr(body, "aclose") else contextlib.nullcontext()
+            )
+            async with closing:
+                async for piece in body:
+                    if piece:
+                        await stream.send_all(connection.send(h11.Data(data=piece)))
             if response.cut_connection:
                 return False
         await stream.send_all(connection.send(h11.EndOfMessage()))
