@@ -57,11 +57,24 @@ async def collect(provider: OpenAI, request: ChatRequest) -> tuple[ChatResponse,
     return response, [chunk async for chunk in receive]
 
 
-async def failing_stream(provider: OpenAI, request: ChatRequest) -> tuple[Exception, list[Chunk]]:
+async def failing_stream(
+    provider: OpenAI, request: ChatRequest
+) -> tuple[ProviderError, list[Chunk]]:
     send, receive = trio.open_memory_channel[Chunk](math.inf)
     with pytest.raises(ProviderError) as caught:
         await provider.chat(request, stream=send)
     return caught.value, [chunk async for chunk in receive]  # ends: the channel is closed
+
+
+async def failing(
+    provider: OpenAI, request: ChatRequest, *, streaming: bool
+) -> tuple[ProviderError, list[Chunk]]:
+    """The error of a call, streamed or not (then no chunks)."""
+    if streaming:
+        return await failing_stream(provider, request)
+    with pytest.raises(ProviderError) as caught:
+        await provider.chat(request)
+    return caught.value, []
 
 
 # -- requests --------------------------------------------------------------------------
@@ -286,16 +299,14 @@ async def test_rate_limited_with_retry_after(
     stub: OpenAIStub, provider: OpenAI, streaming: bool
 ) -> None:
     stub.script(StubReply(fault=Fault.rate_limited(0.25)))
-    send, receive = trio.open_memory_channel[Chunk](math.inf)
-    with pytest.raises(RateLimited) as caught:
-        await provider.chat(ask(), stream=send if streaming else None)
-    error = caught.value
+    error, chunks = await failing(provider, ask(), streaming=streaming)
+    assert isinstance(error, RateLimited)
     assert error.status == 429
     assert error.retry_after == pytest.approx(0.25)
     assert not error.quota_exhausted
     assert error.retryable
     assert "rate limit exceeded" in str(error)
-    assert [chunk async for chunk in receive] == []
+    assert chunks == []
 
 
 @pytest.mark.parametrize("streaming", [False, True])
@@ -303,12 +314,11 @@ async def test_insufficient_quota_is_not_retryable(
     stub: OpenAIStub, provider: OpenAI, streaming: bool
 ) -> None:
     stub.script(StubReply(fault=Fault.rate_limited(quota=True)))
-    send, _ = trio.open_memory_channel[Chunk](math.inf)
-    with pytest.raises(RateLimited) as caught:
-        await provider.chat(ask(), stream=send if streaming else None)
-    assert caught.value.quota_exhausted
-    assert not caught.value.retryable
-    assert caught.value.retry_after is None
+    error, _ = await failing(provider, ask(), streaming=streaming)
+    assert isinstance(error, RateLimited)
+    assert error.quota_exhausted
+    assert not error.retryable
+    assert error.retry_after is None
 
 
 @pytest.mark.parametrize(
@@ -332,13 +342,12 @@ async def test_http_errors_are_typed(
     streaming: bool,
 ) -> None:
     stub.script(StubReply(fault=fault))
-    send, receive = trio.open_memory_channel[Chunk](math.inf)
-    with pytest.raises(error_type) as caught:
-        await provider.chat(ask(), stream=send if streaming else None)
-    assert caught.value.status == status
-    assert fault.message in str(caught.value)
-    assert KEY not in str(caught.value)
-    assert [chunk async for chunk in receive] == []
+    error, chunks = await failing(provider, ask(), streaming=streaming)
+    assert type(error) is error_type
+    assert error.status == status
+    assert fault.message in str(error)
+    assert KEY not in str(error)
+    assert chunks == []
 
 
 async def test_malformed_body(stub: OpenAIStub, provider: OpenAI) -> None:
@@ -452,3 +461,98 @@ async def test_defaults() -> None:
     async with OpenAI(api_key=KEY, base_url="http://host/v1/", name="local") as provider:
         assert provider.base_url == "http://host/v1"
         assert provider.name == "local"
+
+
+class CountingChannel(trio.abc.SendChannel[Chunk]):
+    """A send channel that counts how often it is closed."""
+
+    def __init__(self, on_send: Any = None) -> None:
+        self.chunks: list[Chunk] = []
+        self.closes = 0
+        self.on_send = on_send
+
+    async def send(self, value: Chunk) -> None:
+        self.chunks.append(value)
+        if self.on_send is not None:
+            self.on_send()
+
+    async def aclose(self) -> None:
+        self.closes += 1
+
+
+async def test_the_stream_channel_is_closed_exactly_once(
+    stub: OpenAIStub, provider: OpenAI
+) -> None:
+    ok = CountingChannel()
+    await provider.chat(ask(), stream=ok)
+    assert ok.closes == 1
+    assert ok.chunks[-1].finish_reason == "stop"
+
+    stub.script(StubReply(text="abcdefgh", fault=Fault.error_in_stream(1)))
+    failed = CountingChannel()
+    with pytest.raises(ServerError):
+        await provider.chat(ask(), stream=failed)
+    assert failed.closes == 1
+
+    stub.script(StubReply(fault=Fault.server_error()))
+    refused = CountingChannel()
+    with pytest.raises(ServerError):
+        await provider.chat(ask(), stream=refused)
+    assert refused.closes == 1
+
+    stub.script(StubReply(text="word " * 100, chunk_size=5, delay=0.05))
+    with trio.CancelScope() as scope:
+        cancelled = CountingChannel(on_send=scope.cancel)
+        await provider.chat(ask(), stream=cancelled)
+    assert scope.cancelled_caught
+    assert cancelled.chunks == [Chunk(delta="word ")]
+    assert cancelled.closes == 1
+
+
+class _NoisyStub(OpenAIStub):
+    """Adds frames an adapter must ignore: a named event, an unknown object, a second
+    choice, extra fields, a null ``usage`` and a ``null`` content."""
+
+    def envelope(self, payload: dict[str, Any]) -> dict[str, Any]:
+        payload = super().envelope(payload)
+        payload["x_unknown"] = {"nested": [1, 2]}
+        return payload
+
+    async def respond(self, request: Any) -> Any:
+        response = await super().respond(request)
+        if isinstance(response.body, bytes):
+            return response
+        inner = response.body
+        noise = [
+            b'event: ping\ndata: {"type": "ping"}\n\n',
+            b'data: {"object": "chat.completion.chunk", "choices": [{"index": 1, '
+            b'"delta": {"content": "other choice"}, "finish_reason": null}]}\n\n',
+            b'data: {"choices": [{"index": 0, "delta": {"content": null}}], "usage": null}\n\n',
+            b": a comment\n\n",
+        ]
+
+        async def noisy() -> AsyncIterator[bytes]:
+            async for frame in inner:
+                if noise:
+                    yield noise.pop(0)
+                yield frame
+
+        response.body = noisy()
+        return response
+
+
+async def test_unknown_frames_and_fields_are_ignored() -> None:
+    async with _NoisyStub() as stub, OpenAI(api_key=KEY, base_url=stub.base_url) as provider:
+        stub.script(
+            StubReply(
+                text="Just this.",
+                tool_calls=[ToolCall("", "f", {"x": 1})],
+                chunk_size=3,
+                usage=Usage(2, 3),
+            )
+        )
+        response, chunks = await collect(provider, ask())
+    assert "".join(chunk.delta for chunk in chunks) == "Just this."
+    assert response.message.content == "Just this."
+    assert [(c.name, dict(c.arguments)) for c in response.message.tool_calls] == [("f", {"x": 1})]
+    assert response.usage == Usage(2, 3)

@@ -6,6 +6,9 @@ scripted replies and injectable faults; see ``docs/testing.md``.
 
 from ._anthropic_stub import AnthropicStub as AnthropicStub
 from ._ollama_stub import OllamaStub as OllamaStub
+from ._openai_stub import MistralStub as MistralStub
+from ._openai_stub import OpenAIStub as OpenAIStub
+from ._openai_stub import OpenRouterStub as OpenRouterStub
 from ._scripted import ScriptedProvider as ScriptedProvider
 from ._server import Fault as Fault
 from ._server import FaultKind as FaultKind
@@ -18,7 +21,10 @@ __all__ = [
     "AnthropicStub",
     "Fault",
     "FaultKind",
+    "MistralStub",
     "OllamaStub",
+    "OpenAIStub",
+    "OpenRouterStub",
     "RecordedRequest",
     "ScriptedProvider",
     "StubReply",
