@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 import attrs
 import httpx
@@ -31,6 +31,7 @@ from ._types import ChatRequest, ChatResponse, Chunk
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "BodyReader",
     "HTTPProvider",
     "SSEEvent",
     "close_stream",
@@ -38,8 +39,11 @@ __all__ = [
     "iter_ndjson",
     "iter_sse",
     "parse_json",
+    "read_in_task",
     "retry_after_from",
 ]
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 """HTTP timeouts of the adapters: 10 s to connect, 60 s for any one read or write.
@@ -96,6 +100,48 @@ async def iter_ndjson(response: httpx.Response, provider: str) -> AsyncGenerator
         async for line in lines:
             if line.strip():
                 yield parse_json(line, provider)
+
+
+class BodyReader(Generic[T]):
+    """What :func:`read_in_task` reads: ``items`` as they arrive, and the ``error`` that
+    ended the body early (a broken connection), if any, for the consumer to raise."""
+
+    def __init__(self, source: AsyncIterator[T]) -> None:
+        self._source = source
+        self._send, self.items = trio.open_memory_channel[T](math.inf)
+        self.error: Exception | None = None
+
+    async def _run(self) -> None:
+        with self._send:
+            try:
+                async for item in self._source:
+                    self._send.send_nowait(item)
+            except Exception as exc:  # a broken body: the consumer raises it
+                self.error = exc
+
+
+@asynccontextmanager
+async def read_in_task(source: AsyncIterator[T]) -> AsyncIterator[BodyReader[T]]:
+    """Read ``source`` (a streaming body's lines or events) in a task of its own.
+
+    Why a task: a loop over httpx's body that stops early (an error event, or the
+    caller's cancellation while it waits in ``stream.send``) leaves httpx's chain of
+    async generators suspended, and trio reports each as a ``ResourceWarning`` when it
+    is collected. This task awaits nothing but the body, so its cancellation always
+    arrives inside that chain and ends every generator in it. An exception raised in the
+    block cancels the reader and comes out as itself (not in an exception group).
+    """
+    reader = BodyReader(source)
+    problem: Exception | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader._run)
+        try:
+            yield reader
+        except Exception as exc:
+            problem = exc
+        nursery.cancel_scope.cancel()
+    if problem is not None:
+        raise problem
 
 
 def parse_json(text: str | bytes, provider: str) -> Any:

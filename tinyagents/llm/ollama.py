@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import math
 import os
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -40,7 +39,7 @@ import httpx
 import trio
 
 from ..errors import Overloaded, ProtocolError, ProviderError, ServerError
-from ._http import HTTPProvider, error_for_status, parse_json, retry_after_from
+from ._http import HTTPProvider, error_for_status, parse_json, read_in_task, retry_after_from
 from ._types import ChatRequest, ChatResponse, Chunk, Message, ToolCall, ToolSpec, Usage
 
 __all__ = ["OLLAMA_TIMEOUT", "Ollama"]
@@ -192,52 +191,20 @@ class Ollama(HTTPProvider):
         self, request: ChatRequest, stream: trio.abc.SendChannel[Chunk]
     ) -> ChatResponse:
         state = _StreamState(request.model)
-        async with self._post_stream("/api/chat", self._body(request, stream=True)) as response:
-            reader = _LineReader(response)
-            problem: Exception | None = None
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(reader.run)
-                try:
-                    # (not closed here: the reader must never fail on a closed channel)
-                    async for raw in reader.lines:
-                        if state.response is not None or not raw.strip():
-                            continue  # read to the end: the connection can be reused
-                        for chunk in state.feed(parse_json(raw, self.name), self):
-                            await stream.send(chunk)
-                except Exception as exc:  # raised below, outside the nursery, unwrapped
-                    problem = exc
-                    nursery.cancel_scope.cancel()
-            if problem is not None:
-                raise problem
+        async with (
+            self._post_stream("/api/chat", self._body(request, stream=True)) as response,
+            read_in_task(response.aiter_lines()) as reader,
+        ):
+            async for raw in reader.items:
+                if state.response is not None or not raw.strip():
+                    continue  # read to the end: the connection can be reused
+                for chunk in state.feed(parse_json(raw, self.name), self):
+                    await stream.send(chunk)
             if state.response is not None:
                 return state.response
             if reader.error is not None:
                 raise reader.error  # an httpx error: _post_stream translates it
         raise ProtocolError(self.name, 'the stream ended without its "done": true line')
-
-
-class _LineReader:
-    """Reads the body's lines in a task of its own, into an unbounded channel.
-
-    Why a task: when a loop over ``response.aiter_lines()`` stops early (an error line,
-    the caller's cancellation while it waits in ``stream.send``), httpx's chain of async
-    generators is left suspended, and trio warns (``ResourceWarning``) as they are
-    garbage collected. This task awaits nothing but the body, so a cancellation always
-    arrives inside that chain and ends every generator in it.
-    """
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self._send, self.lines = trio.open_memory_channel[str](math.inf)
-        self.error: Exception | None = None
-
-    async def run(self) -> None:
-        with self._send:
-            try:
-                async for line in self.response.aiter_lines():
-                    self._send.send_nowait(line)
-            except Exception as exc:  # a broken body: the consumer raises it
-                self.error = exc
 
 
 class _StreamState:

@@ -37,9 +37,8 @@ attributes and the small hooks marked "hook" below.
 from __future__ import annotations
 
 import json
-import math
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -57,7 +56,7 @@ from ..errors import (
     RateLimited,
     ServerError,
 )
-from ._http import HTTPProvider, iter_sse, parse_json
+from ._http import HTTPProvider, iter_sse, parse_json, read_in_task
 from ._types import ChatRequest, ChatResponse, Chunk, Message, ToolCall, ToolSpec, Usage
 
 __all__ = ["OpenAI"]
@@ -249,25 +248,18 @@ class OpenAI(HTTPProvider):
     ) -> ChatResponse:
         state = _StreamState(self)
         done = False
-        problem: Exception | None = None
-        async with self._post_stream(self.chat_path, self._body(request, stream=True)) as reply:
-            reader = _EventReader(reply)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(reader.run)
-                try:
-                    async for data in reader.events:
-                        if done:
-                            continue  # read to the end, so the connection can be reused
-                        if data.strip() == "[DONE]":
-                            done = True
-                            continue
-                        for chunk in state.feed(self._frame(data)):
-                            await stream.send(chunk)
-                except Exception as exc:  # raised below, outside the nursery, unwrapped
-                    problem = exc
-                    nursery.cancel_scope.cancel()
-            if problem is not None:
-                raise problem
+        async with (
+            self._post_stream(self.chat_path, self._body(request, stream=True)) as reply,
+            read_in_task(_event_data(reply)) as reader,
+        ):
+            async for data in reader.items:
+                if done:
+                    continue  # read to the end, so the connection can be reused
+                if data.strip() == "[DONE]":
+                    done = True
+                    continue
+                for chunk in state.feed(self._frame(data)):
+                    await stream.send(chunk)
             if reader.error is not None and not done:
                 raise reader.error  # an httpx error: _post_stream translates it
         if not done:
@@ -289,28 +281,10 @@ class OpenAI(HTTPProvider):
         return payload
 
 
-class _EventReader:
-    """Reads the ``data`` of the body's server-sent events in a task of its own.
-
-    Why a task: a loop over httpx's body that stops early (an error event, or the
-    caller's cancellation while it waits in ``stream.send``) leaves httpx's chain of
-    async generators suspended, and trio reports each as a ``ResourceWarning`` when it
-    is collected. This task awaits nothing but the body, so its cancellation always
-    arrives inside that chain and ends every generator in it.
-    """
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self._send, self.events = trio.open_memory_channel[str](math.inf)
-        self.error: Exception | None = None
-
-    async def run(self) -> None:
-        with self._send:
-            try:
-                async for event in iter_sse(self.response):
-                    self._send.send_nowait(event.data)
-            except Exception as exc:  # a broken body: the consumer raises it
-                self.error = exc
+async def _event_data(response: httpx.Response) -> AsyncGenerator[str, None]:
+    """The ``data`` of each server-sent event of the body."""
+    async for event in iter_sse(response):
+        yield event.data
 
 
 # -- helpers -------------------------------------------------------------------------------
