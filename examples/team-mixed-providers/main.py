@@ -42,9 +42,7 @@ from tinyagents.llm.anthropic import Anthropic
 from tinyagents.llm.mistral import Mistral
 from tinyagents.llm.openai import OpenAI
 from tinyagents.team import Pipeline
-from tinyagents.testing import RecordedRequest, StubReply
-from tinyagents.testing._anthropic_stub import AnthropicStub
-from tinyagents.testing._openai_stub import MistralStub, OpenAIStub
+from tinyagents.testing import AnthropicStub, MistralStub, OpenAIStub, RecordedRequest, StubReply
 
 ARTICLE = (
     "Trio is a Python library for async concurrency and I/O. It was created by "
@@ -96,7 +94,7 @@ def format_offline(request: RecordedRequest) -> StubReply:
 @asynccontextmanager
 async def local_model_providers() -> AsyncIterator[tuple[Provider, Provider, Provider, str]]:
     """Three adapters in three dialects, all talking to SmolLM2 on llama-server."""
-    from tinyagents.testing._llama import LlamaServer, llama_server_binary, smollm2_model_path
+    from tinyagents.testing import LlamaServer, llama_server_binary, smollm2_model_path
 
     def progress(line: str) -> None:
         print(f"  [llama.cpp] {line}", flush=True)

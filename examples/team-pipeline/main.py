@@ -22,8 +22,7 @@ from tinyagents import ActorSystem
 from tinyagents.agent import Agent, Prompt, Response
 from tinyagents.llm.ollama import Ollama
 from tinyagents.team import Pipeline
-from tinyagents.testing import RecordedRequest, StubReply
-from tinyagents.testing._ollama_stub import OllamaStub
+from tinyagents.testing import OllamaStub, RecordedRequest, StubReply
 
 TEXT = (
     "The meeting moved to Thursday at 3 pm. Alice will bring the budget figures. "

@@ -1,10 +1,14 @@
 """Test helpers for tinyagents users: a scripted provider and provider stub servers.
 
 The stub servers speak each provider's real wire format over HTTP on 127.0.0.1, with
-scripted replies and injectable faults; see ``docs/testing.md``.
+scripted replies and injectable faults; ``LlamaServer`` runs a real small model (SmolLM2
+on llama.cpp) locally. See ``docs/testing.md``.
 """
 
 from ._anthropic_stub import AnthropicStub as AnthropicStub
+from ._llama import LlamaServer as LlamaServer
+from ._llama import llama_server_binary as llama_server_binary
+from ._llama import smollm2_model_path as smollm2_model_path
 from ._ollama_stub import OllamaStub as OllamaStub
 from ._openai_stub import MistralStub as MistralStub
 from ._openai_stub import OpenAIStub as OpenAIStub
@@ -21,6 +25,7 @@ __all__ = [
     "AnthropicStub",
     "Fault",
     "FaultKind",
+    "LlamaServer",
     "MistralStub",
     "OllamaStub",
     "OpenAIStub",
@@ -30,4 +35,6 @@ __all__ = [
     "StubReply",
     "StubResponse",
     "StubServer",
+    "llama_server_binary",
+    "smollm2_model_path",
 ]
