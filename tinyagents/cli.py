@@ -68,13 +68,17 @@ def stub_server(
             typer.echo(f"{provider.value} stub listening; base URL: {stub.base_url}")
             await trio.sleep_forever()
 
+    failure: OSError | None = None
     try:
         trio.run(serve)
-    except KeyboardInterrupt:
+    except* KeyboardInterrupt:
         typer.echo("stopped")
-    except OSError as exc:
-        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
-        raise typer.Exit(code=2) from None
+    except* OSError as group:
+        failure = group.exceptions[0]  # type: ignore[assignment]
+    if failure is not None:
+        why = failure.strerror or failure
+        typer.echo(f"error: cannot listen on {host}:{port}: {why}", err=True)
+        raise typer.Exit(code=2)
 
 
 def main() -> None:

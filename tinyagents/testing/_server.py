@@ -271,16 +271,12 @@ class StubServer:
     # -- service ---------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        # listen first, so that a taken port raises OSError as itself
+        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        self.port = listeners[0].socket.getsockname()[1]
         manager = trio.open_nursery()
         nursery = await manager.__aenter__()
-        try:
-            listeners = await trio.open_tcp_listeners(self.port, host=self.host)
-            self.port = listeners[0].socket.getsockname()[1]
-            nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
-        except BaseException as exc:
-            nursery.cancel_scope.cancel()
-            await manager.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+        nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
         self._nursery_manager = manager
         self._nursery = nursery
         return self
