@@ -305,6 +305,9 @@ class HTTPProvider:
         except ValueError:
             body = None
         message, quota = self._error_message(body, text)
+        key = self.__api_key
+        if key:
+            message = message.replace(key, "[redacted]")  # some services echo the key
         raise error_for_status(
             self.name, response.status_code, message, response.headers, quota_exhausted=quota
         )
@@ -390,6 +393,11 @@ class _TranslateErrors:
             return
         if isinstance(exc, httpx.TimeoutException):
             raise ProviderTimeout(self.provider, f"timed out: {type(exc).__name__}") from exc
+        if isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc):
+            # no response at all (a stale keep-alive connection, say): worth trying again
+            raise ProviderConnectionError(
+                self.provider, f"the server closed the connection: {exc}"
+            ) from exc
         if isinstance(exc, httpx.RemoteProtocolError):
             raise ProtocolError(
                 self.provider, f"the reply broke off or was malformed: {exc}"

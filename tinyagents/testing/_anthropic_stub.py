@@ -183,6 +183,7 @@ class AnthropicStub(StubServer):
                     cut_connection=fault.cut_connection,
                 )
         if not stream:
+            await reply.generate()
             return json_response(200, self.message(body, reply), [("request-id", _new_id("req"))])
         return self._sse_response(
             self.events(body, reply),

@@ -121,8 +121,7 @@ class OllamaStub(StubServer):
         calls = [self._wire_call(call, index) for index, call in enumerate(reply.tool_calls)]
 
         if not streaming:
-            if reply.delay > 0:
-                await trio.sleep(reply.delay * max(1, len(reply.pieces())))
+            await reply.generate()
             message: dict[str, Any] = {"role": "assistant", "content": reply.text}
             if calls:
                 message["tool_calls"] = calls

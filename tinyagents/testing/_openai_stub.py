@@ -294,6 +294,7 @@ class OpenAIStub(StubServer):
         }
         if body.get("stream") is True:
             return self._stream_response(body, reply, calls, usage, base)
+        await reply.generate()
         if fault is not None and fault.kind is FaultKind.ERROR_IN_STREAM:
             return self.body_error_response(fault)
         if fault is not None and fault.kind in (FaultKind.MALFORMED, FaultKind.TRUNCATED):

@@ -116,10 +116,11 @@ class StubReply:
     """One scripted answer of a stub server, in neutral terms.
 
     ``text`` is streamed in pieces of ``chunk_size`` characters, each after ``delay``
-    seconds (slow tokens). ``tool_calls`` are rendered in the dialect's own form (a call
-    without an ``id`` gets one of the dialect's shape). ``usage`` defaults to word counts
-    of the request and the reply. ``finish_reason`` defaults to ``"tool_calls"`` when
-    there are tool calls, else ``"stop"``. ``fault`` replaces or breaks the answer.
+    seconds (slow tokens); a non-streamed answer comes after the same total time.
+    ``tool_calls`` are rendered in the dialect's own form (a call without an ``id`` gets
+    one of the dialect's shape). ``usage`` defaults to word counts of the request and the
+    reply. ``finish_reason`` defaults to ``"tool_calls"`` when there are tool calls, else
+    ``"stop"``. ``fault`` replaces or breaks the answer.
     """
 
     text: str = ""
@@ -141,6 +142,12 @@ class StubReply:
         """The text split into streamed deltas."""
         size = max(1, self.chunk_size)
         return [self.text[i : i + size] for i in range(0, len(self.text), size)]
+
+    async def generate(self) -> None:
+        """Wait as long as producing this answer takes: ``delay`` per piece (at least one).
+        Stubs call it before a whole (non-streamed) answer."""
+        if self.delay > 0:
+            await trio.sleep(self.delay * max(1, len(self.pieces())))
 
 
 @attrs.frozen
