@@ -34,7 +34,7 @@ import hashlib
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Self
 
 import attrs
 import trio
@@ -495,15 +495,6 @@ class _RouterSpec:
     routees: tuple[ActorRef, ...] = attrs.field(default=(), converter=_routee_list)
     _pool: _Pool | None = attrs.field(default=None, kw_only=True, alias="pool")
 
-
-@attrs.frozen
-class RoundRobin(_RouterSpec):
-    """Route to each routee in turn."""
-
-    def create_actor(self) -> Actor:
-        """A fresh router instance (the spec is what ``spawn`` takes)."""
-        return _RoundRobinActor(self.routees, self._pool)
-
     @classmethod
     def pool(
         cls,
@@ -512,9 +503,21 @@ class RoundRobin(_RouterSpec):
         *,
         mailbox: MailboxSpec | None = None,
         supervisor: SupervisorStrategy | None = None,
-    ) -> RoundRobin:
-        """A router over ``size`` workers it spawns as its children from ``factory``."""
-        return cls(pool=_pool(size, factory, mailbox, supervisor))
+        **options: Any,
+    ) -> Self:
+        """A router over ``size`` workers it spawns as its children from ``factory``
+        (with ``mailbox`` and ``supervisor``); ``options`` are the router's own
+        (``seed`` for Random, ``key`` and ``virtual_nodes`` for ConsistentHash)."""
+        return cls(pool=_pool(size, factory, mailbox, supervisor), **options)
+
+
+@attrs.frozen
+class RoundRobin(_RouterSpec):
+    """Route to each routee in turn."""
+
+    def create_actor(self) -> Actor:
+        """A fresh router instance (the spec is what ``spawn`` takes)."""
+        return _RoundRobinActor(self.routees, self._pool)
 
 
 @attrs.frozen
@@ -526,19 +529,6 @@ class Random(_RouterSpec):
     def create_actor(self) -> Actor:
         """A fresh router instance (the spec is what ``spawn`` takes)."""
         return _RandomActor(self.routees, self._pool, self.seed)
-
-    @classmethod
-    def pool(
-        cls,
-        size: int,
-        factory: Factory,
-        *,
-        mailbox: MailboxSpec | None = None,
-        supervisor: SupervisorStrategy | None = None,
-        seed: int | None = None,
-    ) -> Random:
-        """A router over ``size`` workers it spawns as its children from ``factory``."""
-        return cls(pool=_pool(size, factory, mailbox, supervisor), seed=seed)
 
 
 @attrs.frozen
@@ -554,18 +544,6 @@ class Broadcast(_RouterSpec):
         """A fresh router instance (the spec is what ``spawn`` takes)."""
         return _BroadcastActor(self.routees, self._pool)
 
-    @classmethod
-    def pool(
-        cls,
-        size: int,
-        factory: Factory,
-        *,
-        mailbox: MailboxSpec | None = None,
-        supervisor: SupervisorStrategy | None = None,
-    ) -> Broadcast:
-        """A router over ``size`` workers it spawns as its children from ``factory``."""
-        return cls(pool=_pool(size, factory, mailbox, supervisor))
-
 
 @attrs.frozen
 class LeastLoaded(_RouterSpec):
@@ -574,18 +552,6 @@ class LeastLoaded(_RouterSpec):
     def create_actor(self) -> Actor:
         """A fresh router instance (the spec is what ``spawn`` takes)."""
         return _LeastLoadedActor(self.routees, self._pool)
-
-    @classmethod
-    def pool(
-        cls,
-        size: int,
-        factory: Factory,
-        *,
-        mailbox: MailboxSpec | None = None,
-        supervisor: SupervisorStrategy | None = None,
-    ) -> LeastLoaded:
-        """A router over ``size`` workers it spawns as its children from ``factory``."""
-        return cls(pool=_pool(size, factory, mailbox, supervisor))
 
 
 def _default_key(message: Any) -> str | bytes:
@@ -614,19 +580,3 @@ class ConsistentHash(_RouterSpec):
     def create_actor(self) -> Actor:
         """A fresh router instance (the spec is what ``spawn`` takes)."""
         return _ConsistentHashActor(self.routees, self._pool, self.key, self.virtual_nodes)
-
-    @classmethod
-    def pool(
-        cls,
-        size: int,
-        factory: Factory,
-        *,
-        mailbox: MailboxSpec | None = None,
-        supervisor: SupervisorStrategy | None = None,
-        key: Callable[[Any], str | bytes] = _default_key,
-        virtual_nodes: int = 100,
-    ) -> ConsistentHash:
-        """A router over ``size`` workers it spawns as its children from ``factory``."""
-        return cls(
-            pool=_pool(size, factory, mailbox, supervisor), key=key, virtual_nodes=virtual_nodes
-        )
