@@ -30,6 +30,7 @@ from ..errors import (
 from ._types import ChatRequest, ChatResponse, Chunk
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
     "BodyReader",
     "HTTPProvider",
@@ -44,6 +45,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+"""The connection pool of an adapter: 100 connections, all kept alive between calls (httpx
+keeps only 20 by default, which makes a busy agent team reconnect all the time). Pass
+``limits=httpx.Limits(...)`` to change it."""
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 """HTTP timeouts of the adapters: 10 s to connect, 60 s for any one read or write.
@@ -239,6 +245,7 @@ class HTTPProvider:
         headers: Mapping[str, str] | None = None,
         name: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        limits: httpx.Limits | None = None,
     ) -> None:
         if api_key is None and self.api_key_env is not None:
             api_key = os.environ.get(self.api_key_env) or None
@@ -250,7 +257,10 @@ class HTTPProvider:
             raise ValueError(f"call_timeout must be > 0 seconds, not {call_timeout!r}")
         self.call_timeout = call_timeout
         self._client = httpx.AsyncClient(
-            timeout=timeout, headers=dict(headers or {}), transport=transport
+            timeout=timeout,
+            headers=dict(headers or {}),
+            transport=transport,
+            limits=limits if limits is not None else DEFAULT_LIMITS,
         )
 
     def __repr__(self) -> str:

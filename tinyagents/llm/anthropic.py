@@ -264,6 +264,7 @@ class Anthropic(HTTPProvider):
         headers: Mapping[str, str] | None = None,
         name: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        limits: httpx.Limits | None = None,
         version: str = ANTHROPIC_VERSION,
         default_max_tokens: int = 1024,
     ) -> None:
@@ -277,6 +278,7 @@ class Anthropic(HTTPProvider):
             headers=headers,
             name=name,
             transport=transport,
+            limits=limits,
         )
         self.version = version
         self.default_max_tokens = default_max_tokens

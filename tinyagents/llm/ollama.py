@@ -93,6 +93,7 @@ class Ollama(HTTPProvider):
         headers: Mapping[str, str] | None = None,
         name: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        limits: httpx.Limits | None = None,
         send_tool_call_ids: bool = False,
     ) -> None:
         if base_url is None:
@@ -108,6 +109,7 @@ class Ollama(HTTPProvider):
             headers=headers,
             name=name,
             transport=transport,
+            limits=limits,
         )
         self.send_tool_call_ids = send_tool_call_ids
 

@@ -57,6 +57,7 @@ class OpenRouter(OpenAI):
         headers: Mapping[str, str] | None = None,
         name: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        limits: httpx.Limits | None = None,
     ) -> None:
         merged = dict(headers or {})
         if app_url:
@@ -71,6 +72,7 @@ class OpenRouter(OpenAI):
             headers=merged,
             name=name,
             transport=transport,
+            limits=limits,
         )
         self.app_url = app_url
         self.app_name = app_name
