@@ -36,6 +36,7 @@ __all__ = [
     "HTTPProvider",
     "SSEEvent",
     "close_stream",
+    "deliver",
     "error_for_status",
     "iter_ndjson",
     "iter_sse",
@@ -116,6 +117,21 @@ class BodyReader(Generic[T]):
         self._source = source
         self._send, self.items = trio.open_memory_channel[T](math.inf)
         self.error: Exception | None = None
+
+    def __aiter__(self) -> BodyReader[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        """The next item; several that arrived together cost one scheduler pass."""
+        try:
+            return self.items.receive_nowait()
+        except trio.WouldBlock:
+            try:
+                return await self.items.receive()
+            except trio.EndOfChannel:
+                raise StopAsyncIteration from None
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
 
     async def _run(self) -> None:
         with self._send:
@@ -209,6 +225,20 @@ def error_for_status(
     if status >= 500:
         return ServerError(provider, message, status=status, retry_after=retry_after)
     return BadRequest(provider, message, status=status)
+
+
+async def deliver(stream: trio.abc.SendChannel[Chunk], chunk: Chunk) -> None:
+    """Send ``chunk`` to the caller's channel, without a trip through the scheduler when a
+    memory channel has room (the body's next read is the call's checkpoint); otherwise
+    wait for room as ``send`` does."""
+    if isinstance(stream, trio.MemorySendChannel):
+        try:
+            stream.send_nowait(chunk)
+        except trio.WouldBlock:
+            pass
+        else:
+            return
+    await stream.send(chunk)
 
 
 async def close_stream(stream: trio.abc.SendChannel[Chunk] | None) -> None:

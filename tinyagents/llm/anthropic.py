@@ -46,7 +46,7 @@ from ..errors import (
     RateLimited,
     ServerError,
 )
-from ._http import DEFAULT_TIMEOUT, HTTPProvider, iter_sse, parse_json
+from ._http import DEFAULT_TIMEOUT, HTTPProvider, deliver, iter_sse, parse_json
 from ._types import ChatRequest, ChatResponse, Chunk, Message, ToolCall, ToolSpec, Usage
 
 __all__ = ["ANTHROPIC_VERSION", "Anthropic"]
@@ -416,7 +416,7 @@ class Anthropic(HTTPProvider):
             text = block.get("text")
             if block.get("type") == "text" and isinstance(text, str) and text:
                 state.text.append(text)
-                await stream.send(Chunk(delta=text))
+                await deliver(stream, Chunk(delta=text))
         elif kind == "content_block_delta":
             delta = payload.get("delta")
             delta = delta if isinstance(delta, Mapping) else {}
@@ -425,7 +425,7 @@ class Anthropic(HTTPProvider):
                 text = str(delta.get("text") or "")
                 if text:
                     state.text.append(text)
-                    await stream.send(Chunk(delta=text))
+                    await deliver(stream, Chunk(delta=text))
             elif delta.get("type") == "input_json_delta" and current is not None:
                 current.json_parts.append(str(delta.get("partial_json") or ""))
         elif kind == "content_block_stop":
@@ -434,7 +434,7 @@ class Anthropic(HTTPProvider):
             if current is not None and current.type == "tool_use":
                 call = self._finished_call(current)
                 state.calls.append((index, call))
-                await stream.send(Chunk(tool_call=call))
+                await deliver(stream, Chunk(tool_call=call))
         elif kind == "message_delta":
             delta = payload.get("delta")
             if isinstance(delta, Mapping) and delta.get("stop_reason") is not None:
@@ -444,8 +444,8 @@ class Anthropic(HTTPProvider):
                 state.count_usage(usage)
         elif kind == "message_stop":
             state.done = True
-            await stream.send(
-                Chunk(finish_reason=_finish_reason(state.stop_reason), usage=state.usage)
+            await deliver(
+                stream, Chunk(finish_reason=_finish_reason(state.stop_reason), usage=state.usage)
             )
         # unknown events (and ``ping``) are ignored, as the API's versioning asks
 

@@ -39,7 +39,14 @@ import httpx
 import trio
 
 from ..errors import Overloaded, ProtocolError, ProviderError, ServerError
-from ._http import HTTPProvider, error_for_status, parse_json, read_in_task, retry_after_from
+from ._http import (
+    HTTPProvider,
+    deliver,
+    error_for_status,
+    parse_json,
+    read_in_task,
+    retry_after_from,
+)
 from ._types import ChatRequest, ChatResponse, Chunk, Message, ToolCall, ToolSpec, Usage
 
 __all__ = ["OLLAMA_TIMEOUT", "Ollama"]
@@ -197,11 +204,11 @@ class Ollama(HTTPProvider):
             self._post_stream("/api/chat", self._body(request, stream=True)) as response,
             read_in_task(response.aiter_lines()) as reader,
         ):
-            async for raw in reader.items:
+            async for raw in reader:
                 if state.response is not None or not raw.strip():
                     continue  # read to the end: the connection can be reused
                 for chunk in state.feed(parse_json(raw, self.name), self):
-                    await stream.send(chunk)
+                    await deliver(stream, chunk)
             if state.response is not None:
                 return state.response
             if reader.error is not None:

@@ -56,7 +56,7 @@ from ..errors import (
     RateLimited,
     ServerError,
 )
-from ._http import HTTPProvider, iter_sse, parse_json, read_in_task
+from ._http import HTTPProvider, deliver, iter_sse, parse_json, read_in_task
 from ._types import ChatRequest, ChatResponse, Chunk, Message, ToolCall, ToolSpec, Usage
 
 __all__ = ["OpenAI"]
@@ -252,22 +252,22 @@ class OpenAI(HTTPProvider):
             self._post_stream(self.chat_path, self._body(request, stream=True)) as reply,
             read_in_task(_event_data(reply)) as reader,
         ):
-            async for data in reader.items:
+            async for data in reader:
                 if done:
                     continue  # read to the end, so the connection can be reused
                 if data.strip() == "[DONE]":
                     done = True
                     continue
                 for chunk in state.feed(self._frame(data)):
-                    await stream.send(chunk)
+                    await deliver(stream, chunk)
             if reader.error is not None and not done:
                 raise reader.error  # an httpx error: _post_stream translates it
         if not done:
             raise ProtocolError(self.name, "the stream ended without 'data: [DONE]'")
         for chunk in state.flush():
-            await stream.send(chunk)
+            await deliver(stream, chunk)
         response = state.response()
-        await stream.send(Chunk(finish_reason=response.finish_reason, usage=response.usage))
+        await deliver(stream, Chunk(finish_reason=response.finish_reason, usage=response.usage))
         return response
 
     def _frame(self, data: str) -> Mapping[str, Any]:
