@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from tinyagents.memory import BufferMemory
-from tinyagents.tool import tool
 
 import tinyagents as ta
 from tinyagents.agent import Agent, Budget, Prompt, Response
@@ -20,7 +18,9 @@ from tinyagents.errors import (
     ToolRoundsExceeded,
 )
 from tinyagents.llm import ChatRequest, ChatResponse, Chunk, Message, ToolCall, Usage
+from tinyagents.memory import BufferMemory
 from tinyagents.testing import ScriptedProvider
+from tinyagents.tool import tool
 
 
 def calls(*pairs: tuple[str, dict[str, Any]]) -> ChatResponse:

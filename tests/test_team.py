@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from tinyagents.tool import tool
 
 import tinyagents as ta
 from tinyagents.agent import Agent, Prompt, Response
@@ -16,6 +15,7 @@ from tinyagents.errors import AskTimeout, RateLimited
 from tinyagents.llm import ChatRequest, ChatResponse, Chunk, Message, ToolCall, Usage
 from tinyagents.team import Broadcast, Debate, Hierarchy, Member, Pipeline, Router
 from tinyagents.testing import ScriptedProvider
+from tinyagents.tool import tool
 
 
 def last_user(request: ChatRequest) -> str:
