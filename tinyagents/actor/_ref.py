@@ -122,9 +122,7 @@ class ActorRef:
         try:
             cell.accept(envelope)
         except Full:
-            if cell.mailbox.overflow is not Overflow.BLOCK:
-                raise MailboxFull(cell.path, int(cell.mailbox.capacity)) from None
-            await cell.accept_waiting(envelope)
+            await _when_full(cell, envelope)
         system = cell.system
         system._tells += 1
         if not system._tells & _FAIRNESS_MASK:
@@ -174,30 +172,19 @@ class ActorRef:
             reply,
         )
         if timeout == math.inf:
-            await self._enqueue_ask(cell, envelope)
+            await self._deliver(envelope)
             return await reply._wait()
         deadline = reply.deadline = trio.current_time() + timeout
         try:
             cell.accept(envelope)
         except Full:
-            if cell.mailbox.overflow is not Overflow.BLOCK:
-                raise MailboxFull(cell.path, int(cell.mailbox.capacity)) from None
             with trio.move_on_after(timeout):
-                await cell.accept_waiting(envelope)
+                await _when_full(cell, envelope)
             if trio.current_time() >= deadline and not reply._done:
                 raise AskTimeout(cell.path, timeout, message) from None
         if not reply._done:
             cell.system._ask_timer.watch(reply, deadline, cell.path, timeout)
         return await reply._wait()
-
-    @staticmethod
-    async def _enqueue_ask(cell: ActorCell, envelope: Envelope) -> None:
-        try:
-            cell.accept(envelope)
-        except Full:
-            if cell.mailbox.overflow is not Overflow.BLOCK:
-                raise MailboxFull(cell.path, int(cell.mailbox.capacity)) from None
-            await cell.accept_waiting(envelope)
 
     async def stop(self) -> None:
         """Stop the actor and wait until it has stopped.
@@ -220,15 +207,22 @@ class ActorRef:
         await cell.wait_terminated()
 
     async def _deliver(self, envelope: Envelope) -> None:
-        """Enqueue a prepared envelope (used by forward), waiting for room under BLOCK."""
+        """Enqueue a prepared envelope (ask, forward), waiting for room under BLOCK."""
         cell = self._cell
         try:
             cell.accept(envelope)
         except Full:
-            if cell.mailbox.overflow is not Overflow.BLOCK:
-                error = MailboxFull(cell.path, int(cell.mailbox.capacity))
-                reply = envelope[2]
-                if reply is not None and not reply._done:
-                    reply._settle(None, error)
-                raise error from None
-            await cell.accept_waiting(envelope)
+            await _when_full(cell, envelope)
+
+
+async def _when_full(cell: ActorCell, envelope: Envelope) -> None:
+    """The mailbox was full: wait for room under BLOCK, else raise ``MailboxFull`` (also
+    to the envelope's pending reply, which may belong to another asker after a forward)."""
+    if cell.mailbox.overflow is Overflow.BLOCK:
+        await cell.accept_waiting(envelope)
+        return
+    error = MailboxFull(cell.path, int(cell.mailbox.capacity))
+    reply = envelope[2]
+    if reply is not None and not reply._done:
+        reply._settle(None, error)
+    raise error from None
