@@ -25,7 +25,6 @@ the script always exits 0 unless a benchmark itself fails.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import importlib.metadata
 import math
@@ -35,7 +34,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, NamedTuple
@@ -43,6 +42,7 @@ from typing import Any, Literal, NamedTuple
 import pykka
 import trio
 import trio.testing
+from _common import garbage_collection
 
 from tinyagents import Actor, ActorSystem, Context
 from tinyagents.router import Broadcast, ConsistentHash, LeastLoaded, Random, RoundRobin
@@ -90,24 +90,6 @@ QUICK = Sizes(
     memory=Counts(tinyagents=10_000, trio=10_000, pykka=500),
     repeats=3,
 )
-
-
-@contextlib.contextmanager
-def garbage_collection(enabled: bool) -> Iterator[None]:
-    """Collect now, then run the block with the cyclic collector on or off."""
-    gc.collect()
-    was_enabled = gc.isenabled()
-    if enabled:
-        gc.enable()
-    else:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-        else:
-            gc.disable()
 
 
 @dataclass(frozen=True)

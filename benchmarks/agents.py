@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import importlib.metadata
 import math
 import os
@@ -51,7 +50,7 @@ import platform
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -59,6 +58,7 @@ import attrs
 import httpx
 import trio
 import trio.testing
+from _common import garbage_collection
 
 from tinyagents import Actor, ActorRef, ActorSystem, Context
 from tinyagents.agent import Agent, Prompt, Response
@@ -124,24 +124,6 @@ QUICK = Sizes(
     repeats=2,
     slow_repeats=1,
 )
-
-
-@contextlib.contextmanager
-def garbage_collection(enabled: bool) -> Iterator[None]:
-    """Collect now, then run the block with the cyclic collector on or off."""
-    gc.collect()
-    was_enabled = gc.isenabled()
-    if enabled:
-        gc.enable()
-    else:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-        else:
-            gc.disable()
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,6 @@ tests: the script exits 0 whether or not a target is met.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
 import importlib.metadata
 import json
 import math
@@ -37,12 +35,13 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import httpx
 import trio
+from _common import garbage_collection
 
 from tinyagents.llm import ChatRequest, Chunk, Message
 from tinyagents.llm.openai import OpenAI
@@ -72,24 +71,6 @@ class Sizes:
 
 FULL = Sizes(calls=2_000, stream_chunks=20_000, repeats=5)
 QUICK = Sizes(calls=300, stream_chunks=3_000, repeats=3)
-
-
-@contextlib.contextmanager
-def garbage_collection(enabled: bool) -> Iterator[None]:
-    """Collect now, then run the block with the cyclic collector on or off."""
-    gc.collect()
-    was_enabled = gc.isenabled()
-    if enabled:
-        gc.enable()
-    else:
-        gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-        else:
-            gc.disable()
 
 
 Run = Callable[[], Awaitable[float]]
