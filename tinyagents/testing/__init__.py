@@ -14,6 +14,8 @@ from ._openai_stub import MistralStub as MistralStub
 from ._openai_stub import OpenAIStub as OpenAIStub
 from ._openai_stub import OpenRouterStub as OpenRouterStub
 from ._scripted import ScriptedProvider as ScriptedProvider
+from ._serf import SerfAgent as SerfAgent
+from ._serf import SerfMember as SerfMember
 from ._server import Fault as Fault
 from ._server import FaultKind as FaultKind
 from ._server import RecordedRequest as RecordedRequest
@@ -32,6 +34,8 @@ __all__ = [
     "OpenRouterStub",
     "RecordedRequest",
     "ScriptedProvider",
+    "SerfAgent",
+    "SerfMember",
     "StubReply",
     "StubResponse",
     "StubServer",
