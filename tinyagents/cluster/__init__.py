@@ -3,6 +3,8 @@
 * :class:`Cluster` — the protocol: ``local_member``, ``members()``, ``join(*seeds)``,
   ``leave()``; member events are published on ``system.events``.
 * :class:`LocalCluster` — a one-node cluster in-process, for tests and single-node apps.
+* :class:`GossipCluster` — SWIM with the Lifeguard refinements over memberlist's wire
+  protocol (:class:`GossipConfig` holds its timings; :class:`GossipStats` its counters).
 * :class:`Member`, :class:`MemberState`, :class:`ProtocolVersions` — member values.
 * :class:`MemberEvent` and its kinds :class:`MemberJoined`, :class:`MemberUpdated`,
   :class:`MemberSuspect`, :class:`MemberFailed`, :class:`MemberLeft`.
@@ -17,6 +19,9 @@ from ._errors import ClusterError as ClusterError
 from ._errors import JoinFailed as JoinFailed
 from ._errors import MalformedMessage as MalformedMessage
 from ._errors import MetaTooLarge as MetaTooLarge
+from ._gossip import GossipCluster as GossipCluster
+from ._gossip import GossipConfig as GossipConfig
+from ._gossip import GossipStats as GossipStats
 from ._local import LocalCluster as LocalCluster
 from ._member import Cluster as Cluster
 from ._member import Member as Member
@@ -37,6 +42,9 @@ __all__ = [
     "META_MAX_SIZE",
     "Cluster",
     "ClusterError",
+    "GossipCluster",
+    "GossipConfig",
+    "GossipStats",
     "JoinFailed",
     "Keyring",
     "LocalCluster",
