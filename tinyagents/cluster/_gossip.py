@@ -49,6 +49,11 @@ from ._wire import (
     PushPull,
     StreamDecoder,
     Suspect,
+    User,
+    _pack_bool,
+    _pack_map_header,
+    _pack_str,
+    _pack_uint,
     decode_packet,
     encode_message,
     encode_packet,
@@ -66,6 +71,33 @@ UDP_BUFFER_SIZE = 1400
 """memberlist's ``UDPBufferSize``: the most bytes a packet we send carries."""
 
 _U32 = 1 << 32
+
+_SERF_LEAVE_TYPE = 0
+"""Serf's ``messageLeaveType``: the first byte of its leave-intent user message."""
+
+
+_LEAVE_INTENT = "\x00serf-leave-intent:"
+"""The broadcast name of our leave intent: no node's name, so nothing replaces it."""
+
+
+def serf_leave_intent(node: str, ltime: int = 1) -> User:
+    """Serf's leave intent for ``node``: a user message ``[0]`` then the msgpack map
+    ``{LTime, Node, Prune}`` (Serf's ``messageLeave``).
+
+    A Serf agent lists a member ``left`` (not ``failed``) only if this reaches it before
+    memberlist's dead-from-itself, as Serf's own ``Leave`` sends it. Serf honours it when
+    ``LTime`` is above the member's status time, which is 0 for a node that never sent
+    Serf's join intent (we never do): 1 is enough."""
+    body = (
+        _pack_map_header(3)
+        + _pack_str("LTime")
+        + _pack_uint(ltime)
+        + _pack_str("Node")
+        + _pack_str(node)
+        + _pack_str("Prune")
+        + _pack_bool(False)
+    )
+    return User(bytes((_SERF_LEAVE_TYPE,)) + body)
 
 
 @attrs.frozen
@@ -626,15 +658,28 @@ class GossipCluster:
         return joined
 
     async def leave(self) -> None:
-        """Broadcast our leave, then wait until it has been gossiped as many times as it
-        will be (at most ``config.leave_timeout``); idempotent."""
+        """Broadcast Serf's leave intent (:func:`serf_leave_intent`), then our leave (a
+        dead message from ourselves), each time waiting until it has been gossiped as many
+        times as it will be (at most ``config.leave_timeout`` each, as Serf waits its
+        ``BroadcastTimeout`` twice); idempotent."""
         if self._left or self._table is None:
             await trio.lowlevel.checkpoint()
             return
         self._left = True
+        table = self._table
+        peers = any(m.state is MemberState.ALIVE and m.id != self._id for m in table.members())
+        if peers:
+            # Serf's leave intent first, as Serf's Leave does: without it, Serf agents
+            # would list us failed rather than left. Other nodes of ours ignore it.
+            intent_sent = trio.Event()
+            table.broadcasts.queue(
+                _LEAVE_INTENT + self._id, serf_leave_intent(self._id), intent_sent
+            )
+            with trio.move_on_after(self.config.leave_timeout):
+                await intent_sent.wait()
         finished = trio.Event()
-        self._table.leave(trio.current_time(), finished)
-        if any(m.state is MemberState.ALIVE for m in self._table.members()):
+        table.leave(trio.current_time(), finished)
+        if peers:
             with trio.move_on_after(self.config.leave_timeout):
                 await finished.wait()
         else:
