@@ -948,8 +948,20 @@ class GossipCluster:
     # -- loops --
 
     async def _timer_loop(self) -> None:
+        """Declare suspects dead at their suspicion's exact deadline (as memberlist's
+        per-suspicion timers do); a tick of a tenth of the probe interval picks up new
+        suspicions and deadlines moved by confirmations."""
+        tick = self.config.probe_interval / 10
         while True:
-            await trio.sleep(self.config.probe_interval / 10)
+            next_deadline = min(
+                (
+                    node.suspicion.deadline
+                    for node in self.table.nodes.values()
+                    if node.suspicion is not None
+                ),
+                default=math.inf,
+            )
+            await trio.sleep_until(min(next_deadline, trio.current_time() + tick))
             self.table.expire(trio.current_time())
 
     async def _gossip_loop(self) -> None:
