@@ -129,7 +129,12 @@ class GossipConfig:
     @classmethod
     def scaled(cls, factor: float, **overrides: float | int | bool) -> GossipConfig:
         """The LAN defaults with every duration multiplied by ``factor`` (``0.1`` gives a
-        probe every 100 ms: for tests on loopback), then ``overrides`` applied."""
+        probe every 100 ms: for tests on loopback), then ``overrides`` applied. The TCP
+        timeout shrinks too: on a loaded machine, give ``tcp_timeout=`` back its seconds.
+
+        A failed node that comes back at a new address is refused (an address conflict)
+        until the others forget it, ``gossip_to_the_dead_time`` after its death, unless
+        ``dead_node_reclaim_time`` is set: memberlist behaves the same."""
         base = cls()
         config = attrs.evolve(
             base,
@@ -139,6 +144,7 @@ class GossipConfig:
             push_pull_interval=base.push_pull_interval * factor,
             tcp_timeout=base.tcp_timeout * factor,
             gossip_to_the_dead_time=base.gossip_to_the_dead_time * factor,
+            dead_node_reclaim_time=base.dead_node_reclaim_time * factor,
             leave_timeout=base.leave_timeout * factor,
         )
         return attrs.evolve(config, **overrides)  # type: ignore[arg-type]
@@ -808,6 +814,9 @@ class GossipCluster:
             try:
                 data, sender = await self._udp.recvfrom(65_536)
             except OSError:
+                # an ICMP error for an earlier send (a peer gone away): keep receiving,
+                # but through a checkpoint, so a socket failing over and over cannot spin
+                await trio.lowlevel.checkpoint()
                 continue
             self.stats.packets_received += 1
             try:

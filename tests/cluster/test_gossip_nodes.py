@@ -1,0 +1,273 @@
+"""GossipCluster with 3 to 16 real nodes on loopback: convergence, failure detection, a
+rejoin after a restart, a paused node refuting its suspicion, and packet loss.
+
+The timings are memberlist's LAN defaults scaled down (:meth:`GossipConfig.scaled`), the
+sockets are real: conditions are awaited by polling, bounded by generous deadlines, and
+no test asserts how long anything took.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from tinyagents import ActorSystem
+from tinyagents.cluster import MemberFailed, MemberState, MemberSuspect
+from tinyagents.cluster._gossip import GossipCluster, GossipConfig
+
+FAST = GossipConfig.scaled(0.1, tcp_timeout=10.0)
+"""Probes every 100 ms; but a join's push-pull (a bound, not a rhythm) may take long on a
+loaded machine (scaled, it would be 1 s: a join was seen to fail so)."""
+DEADLINE = 30.0
+"""How long any awaited condition may take: far beyond what it needs, for loaded machines."""
+
+
+async def _until(condition: Callable[[], bool], timeout: float = DEADLINE) -> None:
+    with trio.fail_after(timeout):
+        while not condition():  # noqa: ASYNC110 - polls state that other nodes change
+            await trio.sleep(0.05)
+
+
+def _view(cluster: GossipCluster) -> dict[str, str]:
+    return {m.id: m.state.label for m in cluster.members()}
+
+
+def _drain(subscription: Any) -> list[Any]:
+    """The events received so far."""
+    events = []
+    while True:
+        try:
+            events.append(subscription.receive_nowait())
+        except trio.WouldBlock:
+            return events
+
+
+def _state(cluster: GossipCluster, name: str) -> MemberState | None:
+    node = cluster.table.nodes.get(name)
+    return None if node is None else node.member.state
+
+
+class _FaultyUDP:
+    """A node's UDP socket, wrapped: drops outgoing packets with probability ``loss``
+    (seeded), and every packet either way while ``paused``."""
+
+    def __init__(self, sock: Any, loss: float = 0.0, seed: int = 0) -> None:
+        self._sock = sock
+        self._random = random.Random(seed)
+        self.loss = loss
+        self.paused = False
+        self.dropped = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    async def sendto(self, data: bytes, address: tuple[str, int]) -> int:
+        if self.paused or (self.loss and self._random.random() < self.loss):
+            self.dropped += 1
+            await trio.lowlevel.checkpoint()
+            return len(data)
+        result: int = await self._sock.sendto(data, address)
+        return result
+
+    async def recvfrom(self, size: int) -> tuple[bytes, Any]:
+        while True:
+            data, sender = await self._sock.recvfrom(size)
+            if not self.paused:
+                return data, sender
+            self.dropped += 1
+
+
+def _faulty(cluster: GossipCluster, loss: float = 0.0, seed: int = 0) -> _FaultyUDP:
+    """Wrap ``cluster``'s UDP socket (its loops read the attribute on every packet)."""
+    wrapper = _FaultyUDP(cluster._udp, loss, seed)
+    cluster._udp = wrapper  # type: ignore[assignment]
+    return wrapper
+
+
+@attrs.define
+class _Node:
+    cluster: GossipCluster
+    scope: trio.CancelScope
+    stopped: trio.Event
+
+    async def stop(self) -> None:
+        """Stop without leaving (as a crash), and wait until its sockets are closed."""
+        self.scope.cancel()
+        await self.stopped.wait()
+
+
+async def _serve(
+    system: ActorSystem,
+    name: str,
+    config: GossipConfig,
+    *,
+    task_status: trio.TaskStatus[_Node] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    stopped = trio.Event()
+    try:
+        with trio.CancelScope() as scope:
+            async with GossipCluster(system, id=name, config=config) as cluster:
+                task_status.started(_Node(cluster, scope, stopped))
+                await trio.sleep_forever()
+    finally:
+        stopped.set()
+
+
+@asynccontextmanager
+async def _cluster(
+    system: ActorSystem, names: list[str], config: GossipConfig = FAST
+) -> AsyncIterator[tuple[trio.Nursery, dict[str, _Node]]]:
+    """Nodes started in a nursery (not joined yet); all stopped, without leaving, at the
+    end."""
+    async with trio.open_nursery() as nursery:
+        nodes = {}
+        for name in names:
+            nodes[name] = await nursery.start(_serve, system, name, config)
+        yield nursery, nodes
+        nursery.cancel_scope.cancel()
+
+
+async def _join_all(nodes: dict[str, _Node]) -> None:
+    """Every node joins through the first one; then wait until all see all alive."""
+    [seed, *others] = [n.cluster for n in nodes.values()]
+    for cluster in others:
+        assert await cluster.join(seed.address) == 1
+    everyone = dict.fromkeys(nodes, "alive")
+    await _until(lambda: all(_view(n.cluster) == everyone for n in nodes.values()))
+
+
+def _names(n: int) -> list[str]:
+    return [f"n{i:02d}" for i in range(n)]
+
+
+async def test_sixteen_nodes_converge() -> None:
+    async with (
+        ActorSystem("app") as system,
+        _cluster(system, _names(16)) as (_, nodes),
+    ):
+        await _join_all(nodes)
+        for node in nodes.values():
+            assert node.cluster.stats.malformed_packets == 0
+            assert node.cluster.stats.rejected_messages == 0
+
+
+async def test_a_node_stopped_without_leaving_is_failed_by_all_seven_others() -> None:
+    names = _names(8)
+    victim = names[3]
+    async with (
+        ActorSystem("app") as system,
+        system.events.subscribe(MemberFailed) as failures,
+        _cluster(system, names) as (_, nodes),
+    ):
+        await _join_all(nodes)
+        await nodes[victim].stop()
+        survivors = [n.cluster for name, n in nodes.items() if name != victim]
+        await _until(lambda: all(_state(c, victim) is MemberState.FAILED for c in survivors))
+        rest = dict.fromkeys((n for n in names if n != victim), "alive")
+        await _until(lambda: all(_view(c) == rest for c in survivors))
+        victims = [e.member for e in _drain(failures) if e.member.id == victim]
+        assert len(victims) == len(survivors)  # one MemberFailed from each survivor
+        assert all(m.state is MemberState.FAILED for m in victims)
+
+
+async def test_a_restarted_node_rejoins_with_a_higher_incarnation() -> None:
+    # memberlist's DeadNodeReclaimTime: a failed name may come back from a new address
+    # (with the default 0 it could only once the others forgot it, after
+    # gossip_to_the_dead_time)
+    config = attrs.evolve(FAST, dead_node_reclaim_time=0.05)
+    names = _names(4)
+    victim = names[2]
+    async with (
+        ActorSystem("app") as system,
+        _cluster(system, names, config) as (nursery, nodes),
+    ):
+        await _join_all(nodes)
+        old_address = nodes[victim].cluster.address
+        await nodes[victim].stop()
+        survivors = [n.cluster for name, n in nodes.items() if name != victim]
+        await _until(lambda: all(_state(c, victim) is MemberState.FAILED for c in survivors))
+        failed_at = max(c.table.nodes[victim].member.incarnation for c in survivors)
+
+        restarted: _Node = await nursery.start(_serve, system, victim, config)
+        new_address = restarted.cluster.address
+        assert new_address != old_address
+        assert await restarted.cluster.join(survivors[0].address) == 1
+
+        def back() -> bool:
+            for cluster in survivors:
+                node = cluster.table.nodes.get(victim)
+                if node is None or node.member.state is not MemberState.ALIVE:
+                    return False
+                if node.member.address != new_address or node.member.incarnation <= failed_at:
+                    return False
+            return True
+
+        await _until(back)
+        # it learnt of its own death from the seed and refuted it
+        assert restarted.cluster.local_member.incarnation > failed_at
+        everyone = dict.fromkeys(names, "alive")
+        await _until(lambda: all(_view(c) == everyone for c in [*survivors, restarted.cluster]))
+
+
+async def test_a_paused_node_refutes_its_suspicion_and_is_never_failed() -> None:
+    # no TCP fallback ping (memberlist's DisableTcpPings): only UDP can answer a probe,
+    # and a suspicion timeout (4 s) well beyond the pause
+    config = attrs.evolve(FAST, tcp_pings=False, suspicion_mult=40)
+    names = _names(5)
+    paused = names[1]
+    async with (
+        ActorSystem("app") as system,
+        system.events.subscribe(MemberSuspect, MemberFailed) as events,
+        _cluster(system, names, config) as (_, nodes),
+    ):
+        udp = _faulty(nodes[paused].cluster)
+        await _join_all(nodes)
+        before = nodes[paused].cluster.local_member.incarnation
+        others = [n.cluster for name, n in nodes.items() if name != paused]
+
+        udp.paused = True  # neither hears nor says anything, but is not dead
+        await _until(lambda: all(_state(c, paused) is MemberState.SUSPECT for c in others))
+        udp.paused = False
+
+        def refuted() -> bool:
+            for cluster in others:
+                member = cluster.table.nodes[paused].member
+                if member.state is not MemberState.ALIVE or member.incarnation <= before:
+                    return False
+            return True
+
+        await _until(refuted)
+        assert udp.dropped > 0
+        assert nodes[paused].cluster.local_member.incarnation > before
+        everyone = dict.fromkeys(names, "alive")
+        await _until(lambda: all(_view(n.cluster) == everyone for n in nodes.values()))
+        assert events.dropped == 0
+        about_it = [e for e in _drain(events) if e.member.id == paused]
+        assert any(isinstance(e, MemberSuspect) for e in about_it)
+        assert not any(isinstance(e, MemberFailed) for e in about_it)
+
+
+async def test_twenty_percent_packet_loss_converges_without_false_failures() -> None:
+    names = _names(8)
+    # probes every 250 ms: a suspicion then lasts 1 s at least, which a loaded process
+    # (8 nodes in one thread) cannot mistake for a failure, while 20 % loss still could
+    config = GossipConfig.scaled(0.25, tcp_timeout=10.0)
+    async with (
+        ActorSystem("app") as system,
+        system.events.subscribe(MemberFailed) as failures,
+        _cluster(system, names, config) as (_, nodes),
+    ):
+        sockets = [_faulty(n.cluster, loss=0.2, seed=i) for i, n in enumerate(nodes.values())]
+        await _join_all(nodes)
+        # a few probe periods: each node probes each other one about twice
+        await trio.sleep(2 * len(names) * config.probe_interval)
+        everyone = dict.fromkeys(names, "alive")
+        await _until(lambda: all(_view(n.cluster) == everyone for n in nodes.values()))
+        assert all(s.dropped > 0 for s in sockets)
+        assert failures.dropped == 0
+        assert _drain(failures) == []  # nobody was ever declared failed
