@@ -10,6 +10,7 @@ from typing import Any
 
 import trio
 
+from .._nursery import leaves
 from ..errors import ActorSystemError, SystemNotRunning
 from ..mailbox import MailboxSpec
 from ..registry import Registry
@@ -239,13 +240,13 @@ class ActorSystem:
             suppressed = await self._nursery_manager.__aexit__(exc_type, exc, tb)
         except BaseException as raised:
             self._state = _State.STOPPED
-            errors = _leaves(raised)
+            errors = leaves(raised)
             if failure is not None and failure not in errors:
                 errors.insert(0, failure)
             if not errors:  # only cancellation from outside: let it through untouched
                 raise
             if exc is not None and failure is None:
-                body_errors = {id(error) for error in _leaves(exc)}
+                body_errors = {id(error) for error in leaves(exc)}
                 if all(id(error) in body_errors for error in errors):
                     raise exc from exc.__cause__  # the body's own error, as it raised it
             if len(errors) == 1:
@@ -302,9 +303,3 @@ class ActorSystem:
         for hook in self._terminated_hooks:
             hook(cell.ref)
 
-
-def _leaves(error: BaseException) -> list[BaseException]:
-    """The errors inside nested exception groups, without cancellations."""
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
-    return [] if isinstance(error, trio.Cancelled) else [error]
