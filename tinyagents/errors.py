@@ -28,6 +28,7 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     │   └── NameRegistered            ``registry.register`` with a name already taken
     ├── ActorSystemError              misuse of an :class:`~tinyagents.ActorSystem`
     │   └── SystemNotRunning          the system is not open, or is shutting down
+    ├── InvalidAddress                not ``"host:port"`` nor ``(host, port)`` (a ``ValueError``)
     └── ProviderError                 an LLM provider call failed (``provider``, ``status``)
         ├── AuthenticationError       401/403: the key is missing, wrong or not allowed
         ├── BadRequest                400/404/409/413/422: the request itself is wrong
@@ -59,6 +60,7 @@ __all__ = [
     "BadRequest",
     "BudgetExceeded",
     "InvalidActorName",
+    "InvalidAddress",
     "InvalidToolArguments",
     "MailboxError",
     "MailboxFull",
@@ -314,6 +316,20 @@ class ActorSystemError(TinyAgentsError):
 
 class SystemNotRunning(ActorSystemError):
     """The system is not open yet, or is shutting down, so it cannot spawn."""
+
+
+class InvalidAddress(TinyAgentsError, ValueError):
+    """An argument that should be a network address is not one.
+
+    Addresses are given as ``"host:port"`` (``"[::1]:7946"`` for IPv6) or as a
+    ``(host, port)`` tuple. ``value`` is what was given, ``argument`` names the argument
+    (``"bind"``, ``"seed"``...).
+    """
+
+    def __init__(self, value: object, argument: str, problem: str) -> None:
+        super().__init__(f"invalid {argument} address {value!r}: {problem}")
+        self.value = value
+        self.argument = argument
 
 
 class ProviderError(TinyAgentsError):
