@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
 from tinyagents._nursery import leaves, open_service_nursery, unwrap
 
@@ -35,13 +36,16 @@ async def test_a_task_error_comes_out_as_itself_and_keeps_its_cause() -> None:
 
 
 async def test_keyboard_interrupt_stays_a_keyboard_interrupt() -> None:
-    async def other_failure() -> None:
-        raise ValueError("meanwhile")
+    async def fails_when_cancelled() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            raise ValueError("while unwinding")
 
     with pytest.raises(KeyboardInterrupt):
         async with open_service_nursery() as nursery:
-            nursery.start_soon(other_failure)
-            await trio.lowlevel.checkpoint()
+            nursery.start_soon(fails_when_cancelled)
+            await trio.testing.wait_all_tasks_blocked()
             raise KeyboardInterrupt
 
 

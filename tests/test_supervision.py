@@ -342,3 +342,97 @@ async def test_stop_during_backoff_is_prompt(autojump_clock: trio.testing.MockCl
         await ref.stop()
         assert trio.current_time() == start  # did not sit out the 30 s backoff
     assert restart_times(log) == []
+
+
+async def test_all_for_one_restarts_siblings_after_its_backoff_whatever_their_strategies(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    logs: dict[str, list[tuple[str, float]]] = {"a": [], "b": [], "c": []}
+    all_for_one = ta.AllForOne(backoff=ta.Backoff(initial=2.0, maximum=2.0, jitter=0.0))
+    strategies: dict[str, ta.OneForOne | ta.AllForOne | ta.Stop] = {
+        "a": ta.Stop(),  # its own failures would stop it...
+        "b": all_for_one,
+        "c": ta.OneForOne(backoff=ta.Backoff(initial=9.0, maximum=9.0, jitter=0.0)),
+    }
+    async with ta.ActorSystem("all") as system:
+        refs = {
+            name: await system.spawn(
+                lambda log=log: Flaky(log), name=name, supervisor=strategies[name]
+            )
+            for name, log in logs.items()
+        }
+        failed_at = trio.current_time()
+        with pytest.raises(ActorFailed):
+            await refs["b"].ask("boom")
+        # ...but b's AllForOne restarts it with the others, all after b's backoff (2 s)
+        for ref in refs.values():
+            assert (await ref.ask("x"))[1] == 1
+    for name, log in logs.items():
+        assert restart_times(log) == [failed_at + 2.0], name
+
+
+async def test_a_stop_during_an_all_for_one_backoff_stops_the_siblings_without_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    logs: dict[str, list[tuple[str, float]]] = {"a": [], "b": []}
+    strategy = ta.AllForOne(backoff=ta.Backoff(initial=5.0, maximum=5.0, jitter=0.0))
+    async with ta.ActorSystem("all") as system:
+        refs = {
+            name: await system.spawn(lambda log=log: Flaky(log), name=name, supervisor=strategy)
+            for name, log in logs.items()
+        }
+        with pytest.raises(ActorFailed):
+            await refs["b"].ask("boom")
+        await trio.sleep(1.0)
+        start = trio.current_time()
+        await refs["a"].stop()
+        assert trio.current_time() == start
+        await trio.sleep(10.0)
+        assert (await refs["b"].ask("x"))[1] == 1
+    assert restart_times(logs["a"]) == []
+    assert restart_times(logs["b"]) == [start - 1.0 + 5.0]
+
+
+async def test_tasks_of_an_instance_do_not_outlive_it_across_a_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    seen: list[tuple[str, int]] = []
+
+    class Ticker(ta.Actor):
+        instances = 0
+
+        def __init__(self) -> None:
+            Ticker.instances += 1
+            self.number = Ticker.instances
+
+        async def started(self, ctx: ta.Context) -> None:
+            ctx.start_soon(self.tick)
+
+        async def tick(self) -> None:
+            try:
+                while True:
+                    await trio.sleep(1.0)
+                    seen.append(("tick", self.number))
+            finally:
+                seen.append(("task ended", self.number))
+                # an error while unwinding is not a failure of the next instance
+                raise RuntimeError("cleanup failed")
+
+        async def receive(self, ctx: ta.Context, message: Any) -> Any:
+            if message == "boom":
+                raise Boom("boom")
+            return self.number
+
+    strategy = ta.OneForOne(backoff=ta.Backoff(initial=0.0, maximum=0.0, jitter=0.0))
+    async with ta.ActorSystem("tasks") as system:
+        ref = await system.spawn(Ticker, supervisor=strategy)
+        await trio.sleep(1.5)
+        with pytest.raises(ActorFailed):
+            await ref.ask("boom")
+        assert await ref.ask("which") == 2
+        assert seen == [("tick", 1), ("task ended", 1)]
+        await trio.sleep(1.0)
+        assert seen[-1] == ("tick", 2)
+        assert await ref.ask("which") == 2  # not restarted by the old task's error
+        await ref.stop()
+    assert seen[-1] == ("task ended", 2)

@@ -7,6 +7,7 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     │   ├── ActorStopped              the target stopped before or while your message waited
     │   ├── ActorFailed               the handler raised; ``__cause__`` is its exception
     │   ├── ActorStartFailed          the actor's ``started`` hook raised during spawn
+    │   ├── HookTimeout               a ``stopped`` hook overran the stop's grace (a TimeoutError)
     │   ├── ActorNameTaken            a sibling already has that name
     │   ├── InvalidActorName          empty, or has ``/`` or whitespace, or starts with ``$``
     │   └── NoRoutees                 a router had nobody to pass an asked message to
@@ -59,6 +60,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequest",
     "BudgetExceeded",
+    "HookTimeout",
     "InvalidActorName",
     "InvalidAddress",
     "InvalidToolArguments",
@@ -134,6 +136,23 @@ class ActorStartFailed(ActorError):
     def __init__(self, path: str, error: BaseException) -> None:
         super().__init__(f"actor {path} failed to start: {error!r}", path)
         self.error = error
+
+
+class HookTimeout(ActorError, TimeoutError):
+    """An actor's lifecycle hook did not return within the stop's grace and was cancelled.
+
+    Not raised to anyone: it is reported as the ``error`` of an
+    :class:`~tinyagents.events.ActorFailed` event (directive ``"stop"``) and logged.
+    ``hook`` names the hook (``"stopped"``), ``grace`` is the limit in seconds.
+    """
+
+    def __init__(self, path: str, hook: str, grace: float) -> None:
+        super().__init__(
+            f"actor {path}: its {hook} hook did not return within {grace:g}s and was cancelled",
+            path,
+        )
+        self.hook = hook
+        self.grace = grace
 
 
 class ActorNameTaken(ActorError):

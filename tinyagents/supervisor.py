@@ -9,7 +9,10 @@ The parent picks a strategy for each child when it spawns it::
   its queued messages are kept; the message that failed becomes a dead letter.
   More than ``max_restarts`` restarts within ``within`` seconds escalates.
 * :class:`AllForOne` does the same, and also restarts every sibling of the failed
-  child (each between two of its messages).
+  child (each between two of its messages), as Erlang's ``one_for_all`` does: the
+  siblings restart because the failed child's strategy says so, whatever their own
+  strategies (those only govern their own failures), after the same backoff delay as
+  the failed child, and the restart counts against the failed child's intensity.
 * :class:`Escalate` stops the child and fails the parent with the child's error, so
   the parent's own supervisor decides. At the top of the tree the system stops
   and the error is raised from its ``async with`` block.
@@ -18,8 +21,9 @@ The parent picks a strategy for each child when it spawns it::
 Only :class:`Exception` is supervised: ``trio.Cancelled``, ``KeyboardInterrupt`` and
 other ``BaseException``\\ s are never restarted.
 
-A restart stops the failed actor's children first; the fresh instance's
-``restarted`` hook runs before it takes its next message.
+A restart cancels the old instance's tasks (``ctx.start_soon``) and stops the failed
+actor's children first, so nothing of the old instance outlives it; the fresh
+instance's ``restarted`` hook runs before it takes its next message.
 """
 
 from __future__ import annotations
@@ -160,7 +164,8 @@ class OneForOne(_Restarting):
 
 @attrs.frozen
 class AllForOne(_Restarting):
-    """Restart the failed child after a backoff delay, and restart all its siblings."""
+    """Restart the failed child after a backoff delay, and all its siblings with it
+    (after the same delay, whatever their own strategies)."""
 
     _directive = Directive.RESTART_ALL
 

@@ -51,8 +51,12 @@ class Actor:
         """Called once when the actor stops, after its tasks and children have stopped.
 
         That is when it was asked to stop, or its supervisor stopped it after a
-        failure. It is cut short (cancelled) if the system's shutdown grace period ends
-        first, and not called at all for an actor whose ``started`` hook failed.
+        failure; also when its last handler was cancelled at the end of a stop's grace.
+        It runs shielded from cancellation from outside, for at most the stop's grace
+        (the system's ``shutdown_timeout`` after a failure): beyond that it is cancelled,
+        and that is reported as an ``ActorFailed`` event whose error is
+        :class:`~tinyagents.errors.HookTimeout`. It is not called at all for an actor
+        whose ``started`` hook failed.
         """
 
     async def restarted(self, ctx: Context, error: BaseException | None) -> None:

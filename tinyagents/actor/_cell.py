@@ -16,6 +16,7 @@ from ..errors import (
     ActorNameTaken,
     ActorStartFailed,
     ActorStopped,
+    HookTimeout,
     InvalidActorName,
     MessageDropped,
     ReplyError,
@@ -44,7 +45,7 @@ from ._events import (
 from ._events import (
     ActorStopped as ActorStoppedEvent,
 )
-from ._ref import ActorRef, current_cell
+from ._ref import ActorRef, check_grace, current_cell
 
 if TYPE_CHECKING:
     from ._system import ActorSystem
@@ -71,10 +72,13 @@ class _StopRequest:
 
 
 class _RestartRequest:
-    __slots__ = ("error",)
+    """A sibling failed under ``AllForOne``: restart after ``delay``, as it does."""
 
-    def __init__(self, error: BaseException) -> None:
+    __slots__ = ("delay", "error")
+
+    def __init__(self, error: BaseException, delay: float) -> None:
         self.error = error
+        self.delay = delay
 
 
 class _ChildFailed:
@@ -86,10 +90,11 @@ class _ChildFailed:
 
 
 class _TaskFailed:
-    __slots__ = ("error",)
+    __slots__ = ("error", "generation")
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception, generation: int) -> None:
         self.error = error
+        self.generation = generation
 
 
 class _Watched:
@@ -204,8 +209,10 @@ class ActorCell:
         "detached",
         "escalation",
         "factory",
+        "generation",
         "history",
         "instance",
+        "limit_scope",
         "mailbox",
         "name",
         "name_counter",
@@ -214,7 +221,9 @@ class ActorCell:
         "ref",
         "route",
         "state",
+        "stop_deadline",
         "stop_error",
+        "stop_grace",
         "stop_reason",
         "supervisor",
         "system",
@@ -258,6 +267,13 @@ class ActorCell:
         # a router's fast path: handles a message in the sender's task, or returns False
         self.route: Callable[[Envelope], bool] | None = None
         self.backoff_scope: trio.CancelScope | None = None
+        # the scope bounding user code while the actor stops (its handler, then its
+        # stopped hook), whose deadline a stop sets
+        self.limit_scope: trio.CancelScope | None = None
+        self.stop_deadline = math.inf
+        self.stop_grace: float | None = None
+        # bumped at every restart: tasks of an earlier instance report no failures
+        self.generation = 0
         self.stop_reason = StopReason.STOPPED
         self.stop_error: BaseException | None = None
         self.escalation: Exception | None = None
@@ -328,14 +344,37 @@ class ActorCell:
             reply._settle(None, ActorStopped(self.path, envelope[0]))
         self.system._dead_letter(envelope[0], envelope[1], self.ref, reason)
 
-    def request_stop(self) -> None:
-        """Ask the actor to stop after its current message. Idempotent."""
+    def request_stop(self, grace: float, deadline: float | None = None) -> None:
+        """Stop the actor: at once for its queue, within ``grace`` for its handler.
+
+        The mailbox closes now (queued messages become dead letters, their asks fail with
+        ``ActorStopped``, blocked senders are released); the message being handled may
+        go on until ``deadline`` (by default ``grace`` seconds from now), when its
+        handler is cancelled; the ``stopped`` hook then gets ``grace`` seconds of its
+        own. A second request can only shorten these limits.
+        """
+        if deadline is None:
+            deadline = trio.current_time() + grace
         if self.state >= STOPPING:
+            if self.state == STOPPED:
+                return
+            if deadline < self.stop_deadline:
+                self.stop_deadline = deadline
+            if self.stop_grace is None or grace < self.stop_grace:
+                self.stop_grace = grace
+            scope = self.limit_scope
+            if scope is not None and deadline < scope.deadline:
+                scope.deadline = deadline
             return
-        self.state = STOPPING
+        self.stop_deadline = deadline
+        self.stop_grace = grace
+        scope = self.limit_scope
+        if scope is not None:
+            scope.deadline = deadline
         scope = self.backoff_scope
         if scope is not None:
             scope.cancel()
+        self._close_mailbox()
         self.mailbox.put_system(_STOP)
 
     async def wait_terminated(self) -> None:
@@ -407,15 +446,19 @@ class ActorCell:
             self.tasks = set()
         self.tasks.add(scope)
 
+        generation = self.generation
+
         async def task() -> None:
             try:
                 with scope:
                     await async_fn(*args)
             except Exception as exc:
-                if self.state < STOPPING:
-                    self.mailbox.put_system(_TaskFailed(exc))
+                if self.state < STOPPING and generation == self.generation:
+                    self.mailbox.put_system(_TaskFailed(exc, generation))
                 else:
-                    logger.warning("actor %s: a task failed while stopping: %r", self.path, exc)
+                    logger.warning(
+                        "actor %s: a task failed while it was cancelled: %r", self.path, exc
+                    )
             finally:
                 if self.tasks is not None:
                     self.tasks.discard(scope)
@@ -440,26 +483,41 @@ class ActorCell:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         current_cell.set(self)
         start_error: BaseException | None = None
+        running = False
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 self.children = {}
-                try:
-                    if type(self.instance).started is not Actor.started:
-                        await self.instance.started(self.context)
-                except Exception as exc:
-                    start_error = exc
-                    self.stop_reason = StopReason.FAILED
-                    self.stop_error = exc
+                # the started hook and the handlers run in this scope: a stop sets its
+                # deadline, the end of the stop's grace
+                with trio.CancelScope(deadline=self.stop_deadline) as scope:
+                    self.limit_scope = scope
+                    try:
+                        if type(self.instance).started is not Actor.started:
+                            await self.instance.started(self.context)
+                    except Exception as exc:
+                        start_error = exc
+                        self.stop_reason = StopReason.FAILED
+                        self.stop_error = exc
+                    else:
+                        running = True
+                        if self.state == STARTING:
+                            self.state = RUNNING
+                        task_status.started()
+                        events = self.system.events
+                        if events.active:
+                            events.publish(ActorStarted(self.ref))
+                        await self._loop()
+                self.limit_scope = None
+                if not running and start_error is None:  # stopped while starting
+                    start_error = ActorStopped(
+                        self.path, detail=f"actor {self.path} was stopped while it started"
+                    )
+                if start_error is not None:
                     nursery.cancel_scope.cancel()
                 else:
-                    if self.state == STARTING:
-                        self.state = RUNNING
-                    task_status.started()
-                    events = self.system.events
-                    if events.active:
-                        events.publish(ActorStarted(self.ref))
-                    await self._loop()
+                    if scope.cancelled_caught:
+                        self._abandon_current(cut_short=True)
                     self._close_mailbox()
                     await self._cancel_tasks()
                     await self._stop_children()
@@ -474,7 +532,7 @@ class ActorCell:
         queue = mailbox.queue
         ctx = self.context
         burst = 0
-        while True:
+        while self.state < STOPPING:
             system_queue = mailbox.system
             if system_queue:
                 if await self._handle_system(system_queue.popleft()):
@@ -535,9 +593,11 @@ class ActorCell:
             return False
         if isinstance(item, _RestartRequest):
             try:
-                return await self._restart(item.error, 0.0, sibling=True)
+                return await self._restart(item.error, item.delay, sibling=True)
             except Exception as exc:
                 return await self._failed(exc, None)
+        if isinstance(item, _TaskFailed) and item.generation != self.generation:
+            return False  # a task of an instance replaced meanwhile
         if isinstance(item, _ChildFailed | _TaskFailed):
             return await self._failed(item.error, None)
         raise AssertionError(f"unknown system message {item!r}")  # pragma: no cover
@@ -575,10 +635,12 @@ class ActorCell:
                     self.escalation = error
                 return True
             if directive is Directive.RESTART_ALL:
+                # the failed child's strategy restarts them all, after its backoff delay,
+                # whatever the siblings' own strategies (those govern their own failures)
                 siblings = self.parent.children or {}
                 for sibling in list(siblings.values()):
                     if sibling is not self and sibling.state < STOPPING:
-                        sibling.mailbox.put_system(_RestartRequest(error))
+                        sibling.mailbox.put_system(_RestartRequest(error, delay))
             try:
                 return await self._restart(error, delay, sibling=False)
             except Exception as exc:
@@ -595,6 +657,9 @@ class ActorCell:
             self.backoff_scope = None
         if self.state >= STOPPING:
             return True
+        # nothing of the old instance outlives it: its tasks, then its children
+        self.generation += 1
+        await self._cancel_tasks()
         await self._stop_children()
         self.instance = _make_instance(self.factory)
         events = self.system.events
@@ -604,23 +669,72 @@ class ActorCell:
         return False
 
     async def _stop_children(self) -> None:
+        """Stop the children, all at once, and wait for them.
+
+        While this actor stops, they get what is left of its grace (the same deadline
+        for their handlers, the same grace for their hooks); at a restart or after a
+        failure, the system's grace from now.
+        """
         children = self.children
         if not children:
             return
         cells = list(children.values())
+        if self.state >= STOPPING and self.stop_grace is not None:
+            grace, deadline = self.stop_grace, self.stop_deadline
+        else:
+            grace, deadline = self.system.shutdown_timeout, None
         for child in cells:
-            child.request_stop()
+            child.request_stop(grace, deadline)
         for child in cells:
             await child.wait_terminated()
 
     async def _call_stopped(self) -> None:
-        try:
-            await self.instance.stopped(self.context)
-        except Exception as exc:
-            logger.warning("actor %s: stopped() raised %r", self.path, exc, exc_info=exc)
+        """Run the ``stopped`` hook, shielded from cancellation from outside and cut off
+        after the stop's grace (reported as an ``ActorFailed`` event with ``HookTimeout``)."""
+        if type(self.instance).stopped is Actor.stopped:
+            return
+        grace = self.stop_grace if self.stop_grace is not None else self.system.shutdown_timeout
+        error: Exception | None = None
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + grace
+            self.limit_scope = scope
+            try:
+                await self.instance.stopped(self.context)
+            except Exception as exc:
+                error = exc
+                logger.warning("actor %s: stopped() raised %r", self.path, exc, exc_info=exc)
+        self.limit_scope = None
+        if scope.cancelled_caught:
+            error = HookTimeout(self.path, "stopped", grace)
+            logger.warning("%s", error)
+        if error is not None:
             events = self.system.events
             if events.active:
-                events.publish(ActorFailedEvent(self.ref, exc, "stop"))
+                events.publish(ActorFailedEvent(self.ref, error, "stop"))
+
+    def _abandon_current(self, *, cut_short: bool) -> None:
+        """The message in hand will not be handled to its end: a dead letter, and its ask
+        (unless forwarded) fails with ``ActorStopped``; detached replies fail the same way
+        once the actor has stopped (``cut_short`` is False then)."""
+        self.mailbox.busy = False
+        current = self.current
+        if current is not None:
+            self.current = None
+            self.system._dead_letter(
+                current[0], current[1], self.ref, DeadLetterReason.RECIPIENT_STOPPED
+            )
+        reply = self.current_reply
+        self.current_reply = None
+        if reply is not None and not reply._done:
+            detail = None
+            if cut_short:
+                grace = self.stop_grace if self.stop_grace is not None else 0.0
+                detail = (
+                    f"actor {self.path} was stopped while handling a message of type "
+                    f"{type(reply.message).__qualname__!r}: its handler was cancelled at "
+                    f"the end of the stop's grace ({grace:g}s)"
+                )
+            reply._settle(None, ActorStopped(self.path, reply.message, detail=detail))
 
     def _close_mailbox(self) -> None:
         if self.state < STOPPING:
@@ -635,18 +749,9 @@ class ActorCell:
         """Last rites, synchronous so that cancellation cannot interrupt them."""
         self.route = None
         self._close_mailbox()
-        self.mailbox.busy = False
         # A message cut short by cancellation is a dead letter too; its ask fails unless
         # the reply was handed over (forwarded) or detached (failed just below).
-        current = self.current
-        if current is not None:
-            self.current = None
-            self.system._dead_letter(
-                current[0], current[1], self.ref, DeadLetterReason.RECIPIENT_STOPPED
-            )
-        reply = self.current_reply
-        if reply is not None and not reply._done:
-            reply._settle(None, ActorStopped(self.path, reply.message))
+        self._abandon_current(cut_short=False)
         if self.detached:
             for reply in list(self.detached):
                 reply._settle(None, ActorStopped(self.path, reply.message))
@@ -828,19 +933,26 @@ class Context:
     ) -> None:
         """Run ``async_fn(*args)`` as a task of this actor, concurrently with its handlers.
 
-        The task lives in the actor's nursery: it keeps running across restarts and is
-        cancelled when the actor stops (before its children stop). If it raises an
-        :class:`Exception`, that is a failure of the actor, supervised like a failing
-        handler. Use it to answer a detached reply without blocking the mailbox.
+        The task lives in the actor's nursery and belongs to the instance that started
+        it: it is cancelled when that instance is replaced by a restart, and when the
+        actor stops (before its children stop). If it raises an :class:`Exception`
+        while its instance is current, that is a failure of the actor, supervised like
+        a failing handler; an error while it is being cancelled is only logged. Use it
+        to answer a detached reply without blocking the mailbox.
 
         Raises:
             ActorStopped: the actor is stopping.
         """
         self._cell.start_task(async_fn, args, name)
 
-    def stop(self, ref: ActorRef | None = None) -> None:
-        """Ask ``ref`` (by default this actor) to stop after its current message.
+    def stop(self, ref: ActorRef | None = None, *, grace: float | None = None) -> None:
+        """Stop ``ref`` (by default this actor) as :meth:`ActorRef.stop` does, without
+        waiting: its queued messages become dead letters now, and the message it is
+        handling (for this actor, the one being handled now) may finish within ``grace``
+        seconds (by default the system's ``shutdown_timeout``).
 
-        Does not wait; ``await ref.stop()`` waits.
+        Raises:
+            ValueError: ``grace`` is negative or not a number.
         """
-        (ref._cell if ref is not None else self._cell).request_stop()
+        cell = ref._cell if ref is not None else self._cell
+        cell.request_stop(check_grace(grace, cell.system.shutdown_timeout))

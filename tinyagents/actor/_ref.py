@@ -16,7 +16,7 @@ from ._base import Reply
 if TYPE_CHECKING:
     from ._cell import ActorCell, Envelope
 
-__all__ = ["ActorRef", "current_cell"]
+__all__ = ["ActorRef", "check_grace", "current_cell"]
 
 current_cell: contextvars.ContextVar[ActorCell | None] = contextvars.ContextVar(
     "tinyagents_current_cell", default=None
@@ -24,6 +24,16 @@ current_cell: contextvars.ContextVar[ActorCell | None] = contextvars.ContextVar(
 """The actor whose task is running (``None`` outside actors): the implicit sender."""
 
 _FAIRNESS_MASK = 127
+
+
+def check_grace(grace: float | None, default: float) -> float:
+    """The grace of a stop: ``default`` for ``None``; a number >= 0 (``math.inf`` waits
+    for the handler however long it takes)."""
+    if grace is None:
+        return default
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0:
+        raise ValueError(f"a stop's grace must be a number of seconds >= 0, not {grace!r}")
+    return float(grace)
 
 
 def _implicit_sender() -> ActorRef | None:
@@ -186,17 +196,32 @@ class ActorRef:
             cell.system._ask_timer.watch(reply, deadline, cell.path, timeout)
         return await reply._wait()
 
-    async def stop(self) -> None:
-        """Stop the actor and wait until it has stopped.
+    async def stop(self, *, grace: float | None = None) -> None:
+        """Stop the actor and wait until it has stopped; this always ends.
 
-        The actor finishes the message it is handling, its queued messages become dead
-        letters (their asks fail with ``ActorStopped``), its children stop, then its
-        ``stopped`` hook runs. Stopping a stopped actor does nothing. Called by the
-        actor on itself (or a descendant on an ancestor), it does not wait, since the
-        stop can only happen after the caller's handler returns.
+        At once, the actor's mailbox closes: its queued messages become dead letters,
+        their asks fail with ``ActorStopped``, and senders waiting for room are released.
+        The message it is handling may finish within ``grace`` seconds (``None``: the
+        system's ``shutdown_timeout``; ``0``: not at all; ``math.inf``: however long it
+        takes); then its handler is cancelled, the message is a dead letter and its ask
+        fails with ``ActorStopped``. Its tasks (``ctx.start_soon``) are cancelled and its
+        children stop the same way, within what is left of the same grace. Last, its
+        ``stopped`` hook runs, shielded from cancellation, for at most ``grace`` seconds
+        of its own: a hook that overruns is cancelled and reported (an
+        :class:`~tinyagents.events.ActorFailed` event with
+        :class:`~tinyagents.errors.HookTimeout`). So a stop takes at most about twice
+        the grace for an actor without children.
+
+        Stopping a stopped actor does nothing; stopping a stopping one again can only
+        shorten its grace. Called by the actor on itself (or by a descendant on an
+        ancestor), it does not wait, since the stop can only end after the caller's
+        handler has: the grace then bounds the caller's own handler.
+
+        Raises:
+            ValueError: ``grace`` is negative or not a number.
         """
         cell = self._cell
-        cell.request_stop()
+        cell.request_stop(check_grace(grace, cell.system.shutdown_timeout))
         me = current_cell.get()
         while me is not None:
             if me is cell:

@@ -62,16 +62,21 @@ class ActorSystem:
             ref = await system.spawn(Greeter, name="greeter")
             print(await ref.ask("world"))
 
-    Leaving the block stops every actor, children before parents, waiting at most
-    ``shutdown_timeout`` seconds for their handlers and ``stopped`` hooks; whatever
-    is left then is cancelled. A failure escalated past the top-level actors stops
+    Leaving the block stops every top-level actor as ``ref.stop(grace=shutdown_timeout)``
+    does, all at once: their queued messages become dead letters at once, a handler
+    still running after ``shutdown_timeout`` seconds is cancelled, children stop before
+    their parents within the same deadline, and each ``stopped`` hook runs shielded for
+    at most ``shutdown_timeout`` seconds of its own. The shutdown is shielded from
+    cancellation from outside, and always ends. A failure escalated past the top-level actors stops
     the system the same way, cancels the block's body, and is raised from the
     ``async with`` (as itself, not wrapped in an exception group).
 
     **Parameters:**
 
     * ``name`` — names the system in refs and logs.
-    * ``shutdown_timeout`` — the grace period of the shutdown, in seconds.
+    * ``shutdown_timeout`` — the grace period of the shutdown, in seconds, and the
+      default grace of :meth:`ActorRef.stop` (how long a stopping actor's handler, and
+      then its ``stopped`` hook, may run before being cancelled).
     * ``ask_timeout`` — the timeout of asks that give none (``math.inf``: no limit).
     * ``rng`` — the random source of backoff jitter (seed one for reproducible runs).
     """
@@ -230,7 +235,7 @@ class ActorSystem:
                 exc_type, exc, tb = None, None, None
         except BaseException as replaced:  # the scope may re-raise a changed exception
             exc_type, exc, tb = type(replaced), replaced, replaced.__traceback__
-        with trio.CancelScope(shield=True), trio.move_on_after(self.shutdown_timeout):
+        with trio.CancelScope(shield=True):
             await self._stop_top_level()
         self._actors_scope.cancel()
         if self._timer_scope is not None:
@@ -260,7 +265,7 @@ class ActorSystem:
     async def _stop_top_level(self) -> None:
         children = list((self._guardian.children or {}).values())
         for cell in children:
-            cell.request_stop()
+            cell.request_stop(self.shutdown_timeout)
         for cell in children:
             await cell.wait_terminated()
 
@@ -302,4 +307,3 @@ class ActorSystem:
         self.registry._forget(cell.ref)
         for hook in self._terminated_hooks:
             hook(cell.ref)
-
