@@ -13,7 +13,7 @@ from anthropic._constants import ANTHROPIC_API_VERSION
 
 from tinyagents.llm._types import ToolCall, Usage
 from tinyagents.testing import Fault, StubReply
-from tinyagents.testing._anthropic_stub import AnthropicStub
+from tinyagents.testing._anthropic_stub import ANTHROPIC_QUOTA_MESSAGE, AnthropicStub
 
 KEY = "sk-ant-sdk-test"
 MODEL = "claude-stub-1"
@@ -283,6 +283,23 @@ async def test_error_statuses(
     assert info.value.status_code == fault.status
     assert info.value.type == error_type
     assert info.value.api_message == fault.message
+
+
+async def test_a_spent_quota_is_the_sdks_rate_limit_error() -> None:
+    async with AnthropicStub() as stub, client(stub) as sdk:
+        stub.script(StubReply(fault=Fault.rate_limited(quota=True)))
+        with pytest.raises(anthropic.RateLimitError) as info:
+            await sdk.messages.create(model=MODEL, max_tokens=16, messages=MESSAGES)
+    error = info.value
+    assert error.status_code == 429
+    assert error.type == "rate_limit_error"
+    assert error.api_message == ANTHROPIC_QUOTA_MESSAGE
+    assert isinstance(error.body, dict)
+    assert error.body["error"]["details"] == {"error_code": "enforced_spend_limit_reached"}
+    assert "retry-after" not in error.response.headers
+    assert "retry-after-ms" not in error.response.headers
+    assert error.request_id is not None
+    assert error.request_id.startswith("req_")
 
 
 @pytest.mark.parametrize("helper", [False, True], ids=["raw", "helper"])

@@ -233,3 +233,29 @@ async def test_sdk_retries_a_429_after_retry_after(stub: MistralStub) -> None:
     assert response.choices[0].message.content == "Done."
     assert len(stub.requests) == 2
     assert check_sent(stub, "application/json", 0) == check_sent(stub, "application/json", 1)
+
+
+async def test_a_spent_monthly_quota(stub: MistralStub) -> None:
+    """The SDK raises its SDKError (it has no rate-limit class) with the 429; only the
+    headers tell the reply from a passing rate limit."""
+    stub.script(StubReply(fault=Fault.rate_limited(quota=True)))
+
+    def attempt(client: Mistral) -> SDKError:
+        with pytest.raises(SDKError) as caught:
+            client.chat.complete(model="m", messages=MESSAGES)
+        return caught.value
+
+    error = await with_client(stub, attempt)
+    assert error.status_code == 429
+    assert json.loads(error.body) == {
+        "object": "error",
+        "message": "quota exhausted",
+        "type": "rate_limited",
+        "param": None,
+        "code": "1300",
+    }
+    headers = error.raw_response.headers
+    assert headers["x-ratelimit-remaining-tokens-month"] == "0"
+    assert int(headers["x-ratelimit-limit-tokens-month"]) > 0
+    assert "retry-after" not in headers
+    assert "retry-after-ms" not in headers

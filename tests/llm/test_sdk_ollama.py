@@ -22,7 +22,7 @@ import trio
 from tinyagents.llm import ChatRequest, Message, ToolCall, ToolSpec, Usage
 from tinyagents.llm.ollama import Ollama
 from tinyagents.testing import Fault, StubReply
-from tinyagents.testing._ollama_stub import OllamaStub
+from tinyagents.testing._ollama_stub import OLLAMA_QUOTA_MESSAGE, OllamaStub
 
 MODEL = "llama3.2"
 TOOL = {
@@ -229,6 +229,7 @@ async def test_model_not_found(stub: OllamaStub, client: ollama.AsyncClient) -> 
     ("fault", "status", "error"),
     [
         (Fault.rate_limited(0.05), 429, "rate limit exceeded"),
+        (Fault.rate_limited(quota=True), 429, OLLAMA_QUOTA_MESSAGE),
         (
             Fault.overloaded(0.05),
             503,
@@ -247,6 +248,25 @@ async def test_http_errors(
     assert caught.value.status_code == status
     assert caught.value.error == error
     assert len(stub.requests) == 1  # the SDK does not retry
+
+
+async def test_a_spent_quota_has_no_retry_headers(
+    stub: OllamaStub, client: ollama.AsyncClient
+) -> None:
+    stub.script(StubReply(fault=Fault.rate_limited(quota=True)))
+    with pytest.raises(ollama.ResponseError) as caught:
+        await client.chat(model=MODEL, messages=user())
+    assert caught.value.status_code == 429
+    assert "weekly usage limit" in caught.value.error
+    stub.script(StubReply(fault=Fault.rate_limited(quota=True)))
+    async with httpx.AsyncClient() as http:
+        reply = await http.post(
+            stub.base_url + "/api/chat", json={"model": MODEL, "messages": user()}
+        )
+    assert reply.status_code == 429
+    assert "retry-after" not in reply.headers
+    assert "retry-after-ms" not in reply.headers
+    assert reply.json() == {"error": OLLAMA_QUOTA_MESSAGE}
 
 
 async def test_retry_after_headers(stub: OllamaStub) -> None:

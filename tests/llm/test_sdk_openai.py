@@ -17,7 +17,12 @@ import pytest
 
 from tinyagents.llm import ToolCall, Usage
 from tinyagents.testing import Fault, StubReply
-from tinyagents.testing._openai_stub import OpenAIStub, OpenRouterStub
+from tinyagents.testing._openai_stub import (
+    OPENAI_QUOTA_MESSAGE,
+    OPENROUTER_QUOTA_MESSAGE,
+    OpenAIStub,
+    OpenRouterStub,
+)
 
 KEY = "sk-sdk-test"
 APP_URL = "https://example.org/agent"
@@ -278,13 +283,18 @@ async def test_sdk_error_for_a_spent_quota(stub: OpenAIStub) -> None:
             await sdk.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
     error = caught.value
     assert "retry-after" not in error.response.headers
+    assert "retry-after-ms" not in error.response.headers
     if isinstance(stub, OpenRouterStub):
+        # the SDK has no class of its own for a 402
+        assert type(error) is openai.APIStatusError
         assert error.status_code == 402
-        assert isinstance(error.body, dict)
-        assert error.body["code"] == 402
+        assert error.body == {"code": 402, "message": OPENROUTER_QUOTA_MESSAGE}
     else:
         assert isinstance(error, openai.RateLimitError)
+        assert error.status_code == 429
         assert error.code == "insufficient_quota"
+        assert error.type == "insufficient_quota"
+        assert error.message.endswith(OPENAI_QUOTA_MESSAGE)
 
 
 async def test_error_event_inside_the_stream_raises_api_error(stub: OpenAIStub) -> None:

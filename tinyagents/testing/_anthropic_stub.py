@@ -42,6 +42,12 @@ _ERROR_TYPES: Mapping[int, str] = {
 }
 
 
+ANTHROPIC_QUOTA_MESSAGE = (
+    "This request would exceed your account's monthly spend limit. Please try again later."
+)
+"""The text of Anthropic's spend-limit error."""
+
+
 def _new_id(prefix: str) -> str:
     """An id shaped like Anthropic's (``msg_01…``, ``toolu_01…``, ``req_01…``)."""
     return f"{prefix}_01{uuid.uuid4().hex[:22]}"
@@ -107,7 +113,12 @@ class AnthropicStub(StubServer):
     :meth:`api_key` and :meth:`version`); a request missing ``model``, ``max_tokens`` or
     ``messages``, or with a role other than ``user``/``assistant``, gets the API's 400.
 
-    Faults: 429 ``rate_limit_error`` (with ``retry-after`` and ``retry-after-ms``), 529
+    Faults: 429 ``rate_limit_error`` (with ``retry-after`` and ``retry-after-ms``); a
+    spent quota (``Fault.rate_limited(quota=True)``) as the API reports a reached monthly
+    spend limit: 429 ``rate_limit_error`` with ``details.error_code:
+    "enforced_spend_limit_reached"`` and no retry headers (an exhausted prepaid credit
+    balance is a 400 ``invalid_request_error`` instead: script it with
+    ``Fault.status_code(400, "Your credit balance is too low ...")``); 529
     ``overloaded_error`` (``retry-after`` when set), 500 ``api_error``, any status with
     its error type, a malformed body (or first event), a stream truncated after
     ``after`` deltas (a clean end without ``message_stop``, or a cut connection), and an
@@ -160,6 +171,8 @@ class AnthropicStub(StubServer):
             ):
                 headers.append(("retry-after", f"{fault.retry_after:g}"))
                 headers.append(("retry-after-ms", f"{fault.retry_after * 1000:g}"))
+            if fault.kind is FaultKind.RATE_LIMITED and fault.quota_exhausted:
+                return self.quota_error()
             if fault.kind is FaultKind.RATE_LIMITED:
                 return self.error(429, fault.message, headers)
             if fault.kind is FaultKind.OVERLOADED:
@@ -201,6 +214,15 @@ class AnthropicStub(StubServer):
             _error_body(_error_type(status), message),
             [("request-id", _new_id("req")), *headers],
         )
+
+    def quota_error(self) -> StubResponse:
+        """The reply when the account's monthly spend limit is reached
+        (``Fault.rate_limited(quota=True)``): a 429 ``rate_limit_error`` whose
+        ``error.details.error_code`` is ``enforced_spend_limit_reached``, with the API's
+        own text and no retry advice."""
+        body = _error_body("rate_limit_error", ANTHROPIC_QUOTA_MESSAGE)
+        body["error"]["details"] = {"error_code": "enforced_spend_limit_reached"}
+        return json_response(429, body, [("request-id", _new_id("req"))])
 
     @staticmethod
     def _invalid(body: object) -> str | None:

@@ -29,6 +29,11 @@ _JSON = ("content-type", "application/json; charset=utf-8")
 _NDJSON = ("content-type", "application/x-ndjson")
 _BUSY = "server busy, please try again.  maximum pending requests exceeded"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+OLLAMA_QUOTA_MESSAGE = (
+    "you (stub) have reached your weekly usage limit, upgrade for higher limits: "
+    "https://ollama.com/upgrade"
+)
+"""What Ollama's cloud answers (with 429) when an account's usage limit is reached."""
 
 
 class OllamaStub(StubServer):
@@ -49,7 +54,10 @@ class OllamaStub(StubServer):
     send); with ``tool_call_ids=True`` they carry one as newer servers do (the reply's id,
     else ``call_`` and 8 random lower-case letters or digits) and ``function.index``.
 
-    Faults: 429 (with ``Retry-After`` and ``retry-after-ms``), overloaded as 503 "server
+    Faults: 429 (with ``Retry-After`` and ``retry-after-ms``); a spent quota
+    (``Fault.rate_limited(quota=True)``) as Ollama's cloud reports a reached usage limit:
+    429 ``{"error": "you (stub) have reached your weekly usage limit, upgrade for higher
+    limits: ..."}`` with no retry headers; overloaded as 503 "server
     busy", 500 and any status with ``{"error": "..."}``; malformed (a body, or a first
     stream line, that is not JSON); truncated (the stream stops without its ``done: true``
     line, cleanly or by cutting the connection; a non-streamed body is cut in half);
@@ -74,7 +82,17 @@ class OllamaStub(StubServer):
         tool_call_ids: bool = False,
     ) -> None:
         super().__init__(port=port, host=host, responder=responder)
+        if isinstance(models, str) or not isinstance(models, Iterable):
+            raise TypeError(
+                f"models must be a sequence of model names such as ['llama3.2:latest'], "
+                f"not {models!r}"
+            )
         self.models = list(models)
+        for name in self.models:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"models must hold non-empty str names, not {name!r}")
+        if not isinstance(tool_call_ids, bool):
+            raise TypeError(f"tool_call_ids must be a bool, not {tool_call_ids!r}")
         self.tool_call_ids = tool_call_ids
 
     async def respond(self, request: RecordedRequest) -> StubResponse:
@@ -107,6 +125,8 @@ class OllamaStub(StubServer):
 
         if fault is not None:
             kind = fault.kind
+            if kind is FaultKind.RATE_LIMITED and fault.quota_exhausted:
+                return _json(429, {"error": OLLAMA_QUOTA_MESSAGE})
             if kind is FaultKind.RATE_LIMITED:
                 return _json(429, {"error": fault.message}, _retry_headers(fault.retry_after))
             if kind is FaultKind.OVERLOADED:

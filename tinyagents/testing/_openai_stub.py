@@ -17,8 +17,11 @@ a few hooks. Each serves ``POST {base_path}/chat/completions``:
 
 Faults (:class:`~tinyagents.testing.Fault`), in each dialect's error shape:
 ``rate_limited`` (429, with ``retry-after`` in whole seconds, rounded up, and the exact
-``retry-after-ms``, unless the quota is spent: then no retry headers, and OpenRouter
-answers 402), ``overloaded`` (503), ``server_error`` / ``status_code`` (that status),
+``retry-after-ms``), ``rate_limited(quota=True)`` (the service's own reply to a spent
+quota, with no retry headers: OpenAI's 429 ``insufficient_quota``, OpenRouter's 402
+"Insufficient credits", Mistral's 429 ``rate_limited`` with
+``x-ratelimit-remaining-tokens-month: 0``), ``overloaded`` (503), ``server_error`` /
+``status_code`` (that status),
 ``malformed`` (a 200 body or first stream frame that is not JSON), ``truncated`` (after
 ``after`` frames, the stream ends without ``[DONE]``, or the connection is cut), and
 ``error_in_stream`` (after ``after`` frames, the dialect's error event). ``after`` does not
@@ -78,6 +81,30 @@ def _sse(payload: Any) -> bytes:
 
 
 _DONE = b"data: [DONE]\n\n"
+
+OPENAI_QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, read the docs: "
+    "https://platform.openai.com/docs/guides/error-codes/api-errors."
+)
+"""The text of OpenAI's ``insufficient_quota`` error."""
+OPENROUTER_QUOTA_MESSAGE = (
+    "Insufficient credits. Add more using https://openrouter.ai/settings/credits"
+)
+"""The text of OpenRouter's 402."""
+MISTRAL_MONTHLY_TOKENS = 1_000_000_000
+"""The ``x-ratelimit-limit-tokens-month`` of a spent Mistral quota."""
+
+
+def _retry_headers(fault: Fault) -> list[tuple[str, str]]:
+    """``retry-after`` in whole seconds (rounded up) and the exact ``retry-after-ms``."""
+    if fault.retry_after is None:
+        return []
+    seconds = max(0.0, fault.retry_after)
+    return [
+        ("retry-after", str(math.ceil(seconds))),
+        ("retry-after-ms", str(round(seconds * 1000))),
+    ]
 
 
 class OpenAIStub(StubServer):
@@ -233,24 +260,27 @@ class OpenAIStub(StubServer):
 
     def fault_response(self, fault: Fault) -> StubResponse:
         """The HTTP error of an HTTP-level fault."""
-        headers: list[tuple[str, str]] = []
-        if fault.retry_after is not None and not fault.quota_exhausted:
-            seconds = max(0.0, fault.retry_after)
-            headers += [
-                ("retry-after", str(math.ceil(seconds))),
-                ("retry-after-ms", str(round(seconds * 1000))),
-            ]
+        if fault.kind is FaultKind.RATE_LIMITED and fault.quota_exhausted:
+            return self.quota_response(fault)
+        headers = _retry_headers(fault)
         if fault.kind is FaultKind.RATE_LIMITED:
-            if fault.quota_exhausted:
-                return self.error_response(
-                    429, fault.message, kind="insufficient_quota", code="insufficient_quota"
-                )
-            return self.error_response(
-                429, fault.message, kind="requests", code="rate_limit_exceeded", headers=headers
-            )
+            return self.rate_limit_response(fault, headers)
         if fault.kind is FaultKind.OVERLOADED:
             return self.error_response(503, fault.message, kind="server_error", headers=headers)
         return self.error_response(fault.status, fault.message, headers=headers)
+
+    def rate_limit_response(self, fault: Fault, headers: Sequence[tuple[str, str]]) -> StubResponse:
+        """A 429 that waiting fixes: OpenAI's ``rate_limit_exceeded``."""
+        return self.error_response(
+            429, fault.message, kind="requests", code="rate_limit_exceeded", headers=headers
+        )
+
+    def quota_response(self, fault: Fault) -> StubResponse:
+        """The reply when the quota is spent (``Fault.rate_limited(quota=True)``): OpenAI's
+        429 ``insufficient_quota`` with its own text and no retry advice."""
+        return self.error_response(
+            429, OPENAI_QUOTA_MESSAGE, kind="insufficient_quota", code="insufficient_quota"
+        )
 
     def attribution(self, request: RecordedRequest | None = None) -> tuple[str | None, str | None]:
         """The ``HTTP-Referer`` and ``X-Title`` headers of ``request`` (default: the last)."""
@@ -404,11 +434,12 @@ class OpenRouterStub(OpenAIStub):
     Differences from :class:`OpenAIStub`: ``: OPENROUTER PROCESSING`` comment lines in
     streams; answers carry ``provider``, ``native_finish_reason``, ``usage.cost`` and an
     ``X-Generation-Id`` header; errors are ``{"error": {"code": <status>, "message"}}``;
-    a spent quota is a 402 (no ``Retry-After``); an error during a stream is a chunk with
-    a top-level ``error: {code, message}`` and ``finish_reason: "error"`` (``code`` is the
-    fault's ``status`` when not 200, else 502), followed by ``data: [DONE]``; a
-    non-streamed request with that fault gets the same object as a 200 body. The
-    attribution headers are recorded like all headers (see :meth:`attribution`).
+    a spent quota is a 402 "Insufficient credits" (no ``Retry-After``); an error during a
+    stream is a chunk with a top-level ``error: {code, message}`` and ``finish_reason:
+    "error"`` (``code`` is the fault's ``status`` when not 200, else 502), followed by
+    ``data: [DONE]``; a non-streamed request with that fault gets the same object as a
+    200 body. The attribution headers are recorded like all headers (see
+    :meth:`attribution`).
     """
 
     dialect = "openrouter"
@@ -439,10 +470,9 @@ class OpenRouterStub(OpenAIStub):
             choice.setdefault("native_finish_reason", choice.get("finish_reason"))
         return payload
 
-    def fault_response(self, fault: Fault) -> StubResponse:
-        if fault.kind is FaultKind.RATE_LIMITED and fault.quota_exhausted:
-            return self.error_response(402, "Insufficient credits. Add more using the app.")
-        return super().fault_response(fault)
+    def quota_response(self, fault: Fault) -> StubResponse:
+        """OpenRouter's 402 (insufficient credits), with no ``Retry-After``."""
+        return self.error_response(402, OPENROUTER_QUOTA_MESSAGE)
 
     def _error_event(self, fault: Fault, chunk: dict[str, Any]) -> dict[str, Any]:
         code = fault.status if fault.status != 200 else 502
@@ -520,7 +550,9 @@ class MistralStub(OpenAIStub):
     Differences from :class:`OpenAIStub`: 9-character alphanumeric tool-call ids; tool
     calls streamed whole, one per delta; the usage on the finishing frame of every
     stream (no ``stream_options``); error bodies ``{"object": "error", "message",
-    "type", "param", "code"}``; unknown body or message fields refused with 422
+    "type", "param", "code"}`` (a 429 is ``type: "rate_limited"``, ``code: "1300"``; a
+    spent monthly quota is the same 429 with ``x-ratelimit-remaining-tokens-month: 0``
+    and no ``Retry-After``); unknown body or message fields refused with 422
     (``message: {"detail": [{type: "extra_forbidden", loc, msg, input}]}``); tool-call
     ids that are not 9 alphanumerics refused with 400 (``invalid_function_call``,
     code ``"3280"``, as the service answers). An error inside a stream is a chunk with
@@ -578,11 +610,26 @@ class MistralStub(OpenAIStub):
             choice.pop("logprobs", None)
         return payload
 
-    def fault_response(self, fault: Fault) -> StubResponse:
-        if fault.kind is FaultKind.RATE_LIMITED and fault.quota_exhausted:
-            # Mistral documents no distinct "quota spent" error: a plain 429.
-            return self.error_response(429, fault.message, code="1300")
-        return super().fault_response(fault)
+    def rate_limit_response(self, fault: Fault, headers: Sequence[tuple[str, str]]) -> StubResponse:
+        """Mistral's 429: ``type: "rate_limited"``, ``code: "1300"``."""
+        return self.error_response(
+            429, fault.message, kind="rate_limited", code="1300", headers=headers
+        )
+
+    def quota_response(self, fault: Fault) -> StubResponse:
+        """A spent monthly token quota: the same 429 body as a rate limit (Mistral has no
+        distinct error for it), no ``Retry-After``, and the headers that tell it apart:
+        ``x-ratelimit-remaining-tokens-month: 0`` (with ``x-ratelimit-limit-tokens-month``)."""
+        return self.error_response(
+            429,
+            fault.message,
+            kind="rate_limited",
+            code="1300",
+            headers=[
+                ("x-ratelimit-limit-tokens-month", str(MISTRAL_MONTHLY_TOKENS)),
+                ("x-ratelimit-remaining-tokens-month", "0"),
+            ],
+        )
 
     def stream_error_frames(self, fault: Fault, chunk: dict[str, Any]) -> list[bytes]:
         event = dict(chunk)

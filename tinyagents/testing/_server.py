@@ -19,7 +19,10 @@ import attrs
 import h11
 import trio
 
+from .._address import format_address
+from .._nursery import open_service_nursery
 from ..llm._types import ToolCall, Usage
+from ._ports import check_host, check_port
 
 __all__ = [
     "Fault",
@@ -53,28 +56,79 @@ class FaultKind(enum.Enum):
     """HTTP 200 whose stream carries ``after`` chunks, then the dialect's error event."""
 
 
+def _http_status(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
+        raise ValueError(
+            f"{attribute.name} must be an HTTP status (an int in 100..599), not {value!r}"
+        )
+
+
+def _seconds_or_none(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"{attribute.name} must be None or seconds >= 0, not {value!r}")
+
+
+def _seconds(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
+    if value is None:
+        raise ValueError(f"{attribute.name} must be seconds >= 0, not None")
+    _seconds_or_none(instance, attribute, value)
+
+
+def _count(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be an int >= 0, not {value!r}")
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be an int >= 1, not {value!r}")
+
+
+_QUOTA_MESSAGE = "quota exhausted"
+
+
 @attrs.frozen
 class Fault:
-    """A failure to inject instead of (or in the middle of) an answer."""
+    """A failure to inject instead of (or in the middle of) an answer.
 
-    kind: FaultKind
-    status: int = 500
-    message: str = "injected fault"
-    retry_after: float | None = None
-    after: int = 0
-    cut_connection: bool = False
-    quota_exhausted: bool = False
+    Build one with the class methods (:meth:`rate_limited`, :meth:`overloaded`, ...).
+    The fields are checked when it is made: ``kind`` a :class:`FaultKind`, ``status`` an
+    HTTP status (100..599), ``retry_after`` ``None`` or seconds >= 0, ``after`` an int
+    >= 0; anything else raises ``TypeError`` / ``ValueError`` at once, not when a stub
+    renders it. ``message`` is the error text the stubs send (except where a service
+    sends a fixed text of its own: see each stub).
+    """
+
+    kind: FaultKind = attrs.field(validator=attrs.validators.instance_of(FaultKind))
+    status: int = attrs.field(default=500, validator=_http_status)
+    message: str = attrs.field(
+        default="injected fault", validator=attrs.validators.instance_of(str)
+    )
+    retry_after: float | None = attrs.field(default=None, validator=_seconds_or_none)
+    after: int = attrs.field(default=0, validator=_count)
+    cut_connection: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    quota_exhausted: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
 
     @classmethod
     def rate_limited(cls, retry_after: float | None = 1.0, *, quota: bool = False) -> Fault:
-        """429 Too Many Requests; ``quota=True`` says the quota is spent (not retryable)."""
-        return cls(
-            FaultKind.RATE_LIMITED,
-            429,
-            "quota exhausted" if quota else "rate limit exceeded",
-            retry_after=retry_after,
-            quota_exhausted=quota,
-        )
+        """429 Too Many Requests, with ``Retry-After`` (and ``retry-after-ms``) when
+        ``retry_after`` is set.
+
+        ``quota=True``: the account's quota or credit is spent, which waiting does not
+        fix. Each stub then answers exactly as its service does when the quota is spent
+        (OpenAI's ``insufficient_quota`` 429, OpenRouter's 402, Anthropic's spend-limit
+        429, Mistral's 429 with no tokens left this month, Ollama's usage-limit 429), with
+        no retry advice: ``retry_after`` is ignored (stored as ``None``)."""
+        if quota:
+            return cls(FaultKind.RATE_LIMITED, 429, _QUOTA_MESSAGE, quota_exhausted=True)
+        return cls(FaultKind.RATE_LIMITED, 429, "rate limit exceeded", retry_after=retry_after)
 
     @classmethod
     def overloaded(cls, retry_after: float | None = None) -> Fault:
@@ -83,12 +137,16 @@ class Fault:
 
     @classmethod
     def server_error(cls, status: int = 500) -> Fault:
-        """A 5xx error."""
+        """A 5xx error; ``ValueError`` for another status."""
+        if isinstance(status, int) and not isinstance(status, bool) and not 500 <= status <= 599:
+            raise ValueError(f"server_error takes a 5xx status, not {status}")
         return cls(FaultKind.SERVER_ERROR, status, "internal server error")
 
     @classmethod
     def status_code(cls, status: int, message: str = "injected error") -> Fault:
-        """Any HTTP error status."""
+        """Any HTTP error status (400..599; ``ValueError`` for another)."""
+        if isinstance(status, int) and not isinstance(status, bool) and not 400 <= status <= 599:
+            raise ValueError(f"status_code takes an error status (400..599), not {status}")
         return cls(FaultKind.STATUS, status, message)
 
     @classmethod
@@ -108,7 +166,17 @@ class Fault:
 
 
 def _tool_calls(value: Iterable[ToolCall]) -> tuple[ToolCall, ...]:
-    return tuple(value)
+    if isinstance(value, ToolCall):
+        raise TypeError("tool_calls must be a sequence of ToolCall; wrap one call in a list")
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise TypeError(f"tool_calls must be a sequence of ToolCall, not {value!r}")
+    calls = tuple(value)
+    for call in calls:
+        if not isinstance(call, ToolCall):
+            raise TypeError(
+                f"tool_calls must hold ToolCall objects (tinyagents.llm.ToolCall), not {call!r}"
+            )
+    return calls
 
 
 @attrs.frozen
@@ -121,15 +189,26 @@ class StubReply:
     one of the dialect's shape). ``usage`` defaults to word counts of the request and the
     reply. ``finish_reason`` defaults to ``"tool_calls"`` when there are tool calls, else
     ``"stop"``. ``fault`` replaces or breaks the answer.
+
+    The fields are checked when it is made (``TypeError`` / ``ValueError``): ``text`` a
+    str, ``tool_calls`` :class:`~tinyagents.llm.ToolCall` objects, ``usage`` a
+    :class:`~tinyagents.llm.Usage`, ``chunk_size`` an int >= 1, ``delay`` finite seconds
+    >= 0, ``fault`` a :class:`Fault`.
     """
 
-    text: str = ""
+    text: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
     tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_tool_calls)
-    usage: Usage | None = None
-    finish_reason: str | None = None
-    chunk_size: int = 4
-    delay: float = 0.0
-    fault: Fault | None = None
+    usage: Usage | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Usage))
+    )
+    finish_reason: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
+    )
+    chunk_size: int = attrs.field(default=4, validator=_positive)
+    delay: float = attrs.field(default=0.0, validator=_seconds)
+    fault: Fault | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Fault))
+    )
 
     @property
     def finish(self) -> str:
@@ -140,7 +219,7 @@ class StubReply:
 
     def pieces(self) -> list[str]:
         """The text split into streamed deltas."""
-        size = max(1, self.chunk_size)
+        size = self.chunk_size
         return [self.text[i : i + size] for i in range(0, len(self.text), size)]
 
     async def generate(self) -> None:
@@ -205,7 +284,12 @@ class StubServer:
     Replies are taken from the script in order; when it is empty, ``responder`` (by
     default an echo of the last user message) makes one. Every request is recorded in
     :attr:`requests`. The server is an async context manager; its tasks live in its own
-    nursery and end with the block.
+    nursery and end with the block, and an exception of the block comes out as itself.
+
+    ``host`` is a host name or IP address without a port (``"127.0.0.1"``, ``"::1"``),
+    ``port`` an int in 0..65535 (0 picks a free port), ``responder`` a function of the
+    :class:`RecordedRequest`; a wrong one raises ``TypeError`` / ``ValueError`` here,
+    naming the expected form, not when the server starts.
     """
 
     dialect = "stub"
@@ -218,8 +302,13 @@ class StubServer:
         host: str = "127.0.0.1",
         responder: Responder | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
+        if responder is not None and not callable(responder):
+            raise TypeError(
+                "responder must be a function of the RecordedRequest returning a StubReply, "
+                f"not {responder!r}"
+            )
+        self.host = check_host(host)
+        self.port = check_port(port)
         self.requests: list[RecordedRequest] = []
         self.responder = responder or self.echo
         self._script: deque[StubReply] = deque()
@@ -229,9 +318,17 @@ class StubServer:
     # -- scripting -------------------------------------------------------------------
 
     def script(self, *replies: StubReply | str) -> None:
-        """Queue replies (a plain string is a text reply) for the next requests."""
+        """Queue replies (a plain string is a text reply) for the next requests.
+
+        Raises ``TypeError`` for anything else (nothing is queued then)."""
+        queued = []
         for reply in replies:
-            self._script.append(StubReply(text=reply) if isinstance(reply, str) else reply)
+            if isinstance(reply, str):
+                reply = StubReply(text=reply)
+            elif not isinstance(reply, StubReply):
+                raise TypeError(f"script() takes StubReply objects or strings, not {reply!r}")
+            queued.append(reply)
+        self._script.extend(queued)
 
     def next_reply(self, request: RecordedRequest) -> StubReply:
         """The scripted reply for ``request``: the next queued one, else the responder's."""
@@ -261,8 +358,8 @@ class StubServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``."""
-        return f"http://{self.host}:{self.port}"
+        """``http://127.0.0.1:<port>`` (``http://[::1]:<port>`` for an IPv6 host)."""
+        return f"http://{format_address((self.host, self.port))}"
 
     @property
     def base_url(self) -> str:
@@ -278,10 +375,16 @@ class StubServer:
     # -- service ---------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        """Listen on ``host``:``port`` and serve in a nursery of the server's own.
+
+        Raises ``OSError`` (as itself) if it cannot listen (a taken port, an unknown
+        host), and ``RuntimeError`` if this server is already open."""
+        if self._nursery is not None:
+            raise RuntimeError(f"this {type(self).__name__} is already serving at {self.url}")
         # listen first, so that a taken port raises OSError as itself
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
-        manager = trio.open_nursery()
+        manager = open_service_nursery()
         nursery = await manager.__aenter__()
         nursery.start_soon(trio.serve_listeners, self._serve_connection, listeners)
         self._nursery_manager = manager
@@ -294,9 +397,15 @@ class StubServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        """Stop serving (open connections are closed) and let the block's exception
+        through as itself: a ``ValueError`` raised in the block is caught by ``except
+        ValueError``, Ctrl-C stays a ``KeyboardInterrupt``; several errors at once (the
+        block's and a server task's) come out as an exception group."""
         assert self._nursery is not None
+        manager, self._nursery_manager = self._nursery_manager, None
         self._nursery.cancel_scope.cancel()
-        return bool(await self._nursery_manager.__aexit__(exc_type, exc, tb))
+        self._nursery = None
+        return bool(await manager.__aexit__(exc_type, exc, tb))
 
     async def serve_forever(self) -> None:
         """Serve until cancelled (used by the ``tinyagents stub-server`` command)."""
