@@ -52,9 +52,10 @@ def check_port(value: object, what: str = "port") -> int:
     return value
 
 
-def check_host(value: object, what: str = "host") -> str:
+def check_host(value: object, what: str = "host", *, port_as: str = "port=") -> str:
     """``value`` if it is a host to listen on: a name or an IP address, without a port
     (``"127.0.0.1"``, ``"localhost"``, ``"::1"``; ``"[::1]"`` is taken as ``"::1"``).
+    ``what`` and ``port_as`` name the arguments in the message.
 
     Raises:
         TypeError: not a str.
@@ -73,6 +74,6 @@ def check_host(value: object, what: str = "host") -> str:
     if colon and name.count(":") == 0 and tail.isdigit():
         raise ValueError(
             f"{what} {value!r} has a port in it; give the host alone ({name!r}) "
-            "and the port separately"
+            f"and the port as {port_as}"
         )
     return host
