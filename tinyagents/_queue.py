@@ -14,6 +14,11 @@ __all__ = ["Closed", "Full", "Mailbox"]
 
 T = TypeVar("T")
 
+# the hot path's trio calls, looked up once
+_current_task = trio.lowlevel.current_task
+_reschedule = trio.lowlevel.reschedule
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+
 
 class Full(Exception):
     """Internal: the mailbox is full and its policy refuses the message."""
@@ -93,7 +98,7 @@ class Mailbox(Generic[T]):
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            trio.lowlevel.reschedule(waiter)
+            _reschedule(waiter)
         return None
 
     async def put(self, item: T) -> T | None:
@@ -131,7 +136,7 @@ class Mailbox(Generic[T]):
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            trio.lowlevel.reschedule(waiter)
+            _reschedule(waiter)
 
     # -- the consumer ----------------------------------------------------------------
 
@@ -152,13 +157,12 @@ class Mailbox(Generic[T]):
         if self.queue or self.system:
             await trio.lowlevel.checkpoint()
             return
-        self._waiter = trio.lowlevel.current_task()
+        self._waiter = _current_task()
+        await _wait_task_rescheduled(self._abort_wait)
 
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            self._waiter = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+    def _abort_wait(self, _: object) -> trio.lowlevel.Abort:
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def close(self) -> list[T]:
         """Close the mailbox and return what was still queued, in order.

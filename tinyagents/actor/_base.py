@@ -15,8 +15,15 @@ from ._events import StopReason
 if TYPE_CHECKING:
     from ._cell import ActorCell, Context
     from ._ref import ActorRef
+    from ._timer import AskTimer
 
 __all__ = ["Actor", "ActorSpec", "Reply", "Terminated"]
+
+# the ask path's trio calls, looked up once
+_current_task = trio.lowlevel.current_task
+_reschedule = trio.lowlevel.reschedule
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_ABORTED = trio.lowlevel.Abort.SUCCEEDED
 
 
 class Actor:
@@ -108,6 +115,7 @@ class Reply:
         "_error",
         "_owner",
         "_task",
+        "_timer",
         "_value",
         "deadline",
         "message",
@@ -121,7 +129,8 @@ class Reply:
         self._error: BaseException | None = None
         self._task: trio.lowlevel.Task | None = None
         self._owner: ActorCell | None = None
-        self._entry: list[Any] | None = None  # its AskTimer entry, if it has a deadline
+        self._timer: AskTimer | None = None  # the timer watching its deadline, if any
+        self._entry: list[Any] | None = None  # its place in that timer's heap, if there
         self.deadline = math.inf
         """The asker's deadline (trio time): when its ask times out."""
 
@@ -154,18 +163,20 @@ class Reply:
         self._done = True
         self._value = value
         self._error = error
-        entry = self._entry
-        if entry is not None:
-            self._entry = None
-            entry[5].forget(entry)
+        timer = self._timer
+        if timer is not None:
+            self._timer = None
+            timer.forget(self)
         owner = self._owner
         if owner is not None:
-            owner.forget_reply(self)
+            detached = owner.detached
+            if detached:
+                detached.discard(self)
             self._owner = None
         task = self._task
         if task is not None:
             self._task = None
-            trio.lowlevel.reschedule(task)
+            _reschedule(task)
         elif self._abandoned and error is None and owner is not None:
             owner.late_reply(value)
         return True
@@ -173,23 +184,22 @@ class Reply:
     async def _wait(self) -> object:
         """Wait for the reply; raises the failure. Cancellation abandons the reply."""
         if not self._done:
-            self._task = trio.lowlevel.current_task()
-
-            def abort(_: Any) -> trio.lowlevel.Abort:
-                self._task = None
-                self._abandoned = True
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
+            self._task = _current_task()
+            await _wait_task_rescheduled(self._abort)
         else:
             await trio.lowlevel.checkpoint()
         if self._error is not None:
             raise self._error
         return self._value
 
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        self._task = None
+        self._abandoned = True
+        return _ABORTED
+
     def _expire(self, error: BaseException) -> None:
         """The ask's deadline passed: end the asker's wait with ``error``."""
-        self._entry = None
+        self._timer = None
         task = self._task
         if task is not None and not self._done:
             self._task = None

@@ -108,6 +108,7 @@ class _Watched:
 
 
 _STOP = _StopRequest()
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 
 
 class Parent(Protocol):
@@ -387,10 +388,6 @@ class ActorCell:
 
     # -- replies ---------------------------------------------------------------------
 
-    def forget_reply(self, reply: Reply) -> None:
-        if self.detached is not None:
-            self.detached.discard(reply)
-
     def late_reply(self, value: object) -> None:
         self.system._dead_letter(value, self.ref, None, DeadLetterReason.LATE_REPLY)
 
@@ -531,6 +528,8 @@ class ActorCell:
         mailbox = self.mailbox
         queue = mailbox.queue
         ctx = self.context
+        me = trio.lowlevel.current_task()
+        abort_wait = mailbox._abort_wait
         burst = 0
         while self.state < STOPPING:
             system_queue = mailbox.system
@@ -540,7 +539,9 @@ class ActorCell:
                 continue
             if not queue:
                 burst = 0
-                await mailbox.wait()
+                # mailbox.wait(), inlined: this is the hottest await of the runtime
+                mailbox._waiter = me
+                await _wait_task_rescheduled(abort_wait)
                 continue
             envelope = queue.popleft()
             if mailbox._senders:

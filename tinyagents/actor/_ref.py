@@ -24,6 +24,9 @@ current_cell: contextvars.ContextVar[ActorCell | None] = contextvars.ContextVar(
 """The actor whose task is running (``None`` outside actors): the implicit sender."""
 
 _FAIRNESS_MASK = 127
+_INF = math.inf
+_current_task = trio.lowlevel.current_task
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 
 
 def check_grace(grace: float | None, default: float) -> float:
@@ -171,20 +174,19 @@ class ActorRef:
             MailboxFull: the mailbox is full and its policy is FAIL.
         """
         cell = self._cell
+        system = cell.system
         if timeout is None:
-            timeout = cell.system.ask_timeout
+            timeout = system.ask_timeout
         elif not timeout > 0:
             raise ValueError(f"ask timeout must be > 0 seconds, not {timeout!r}")
+        if sender is None:
+            sender = _implicit_sender()
         reply = Reply(message)
-        envelope: Envelope = (
-            message,
-            sender if sender is not None else _implicit_sender(),
-            reply,
-        )
-        if timeout == math.inf:
+        envelope: Envelope = (message, sender, reply)
+        if timeout == _INF:
             await self._deliver(envelope)
             return await reply._wait()
-        deadline = reply.deadline = trio.current_time() + timeout
+        deadline = reply.deadline = system._clock.current_time() + timeout
         try:
             cell.accept(envelope)
         except Full:
@@ -192,9 +194,16 @@ class ActorRef:
                 await _when_full(cell, envelope)
             if trio.current_time() >= deadline and not reply._done:
                 raise AskTimeout(cell.path, timeout, message) from None
-        if not reply._done:
-            cell.system._ask_timer.watch(reply, deadline, cell.path, timeout)
-        return await reply._wait()
+        if reply._done:  # answered (or failed) already: by a router, or at once
+            return await reply._wait()
+        cell.system._ask_timer.watch(reply, deadline, cell, timeout)
+        # reply._wait(), inlined: one coroutine less on the hot path
+        reply._task = _current_task()
+        await _wait_task_rescheduled(reply._abort)
+        error = reply._error
+        if error is not None:
+            raise error
+        return reply._value
 
     async def stop(self, *, grace: float | None = None) -> None:
         """Stop the actor and wait until it has stopped; this always ends.

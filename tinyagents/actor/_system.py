@@ -32,6 +32,22 @@ class _State(enum.Enum):
     STOPPED = "stopped"
 
 
+class _NoClock(trio.abc.Clock):
+    """The clock of a system not yet entered: asks cannot happen then."""
+
+    def start_clock(self) -> None:  # pragma: no cover - never used
+        pass
+
+    def current_time(self) -> float:  # pragma: no cover - never used
+        raise SystemNotRunning("the actor system has not been entered")
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:  # pragma: no cover
+        return deadline
+
+
+_NO_CLOCK = _NoClock()
+
+
 class _Guardian:
     """The parent of top-level actors (path ``/user``)."""
 
@@ -113,7 +129,9 @@ class ActorSystem:
         self._nursery_manager: Any = None
         self._body_scope: trio.CancelScope | None = None
         self._actors_scope: trio.CancelScope | None = None
-        self._ask_timer = AskTimer()
+        self._ask_timer = AskTimer(ask_timeout)
+        # the run's clock, taken on entry (asks read it directly: it is on their hot path)
+        self._clock: trio.abc.Clock = _NO_CLOCK
         self._timer_scope: trio.CancelScope | None = None
         self._terminated_hooks: list[Any] = []
 
@@ -184,6 +202,7 @@ class ActorSystem:
                 f"actor system {self.name!r} is {self._state.value}; a system can be "
                 "opened only once"
             )
+        self._clock = trio.lowlevel.current_clock()
         manager = trio.open_nursery()
         nursery = await manager.__aenter__()
         self._nursery_manager = manager
