@@ -307,10 +307,13 @@ async def test_stopping_wakes_blocked_senders_with_dead_letters() -> None:
 
 
 def test_bounded_rejects_bad_capacity() -> None:
-    for bad in (0, -1, 1.5, True):
+    for bad in (0, -1):
         with pytest.raises(ValueError, match="capacity"):
-            ta.Bounded(bad)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+            ta.Bounded(bad)
+    for wrong in (1.5, True, "3"):
+        with pytest.raises(TypeError, match="capacity"):
+            ta.Bounded(wrong)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"overflow must be one of Overflow\.BLOCK"):
         ta.Bounded(3, "block")  # type: ignore[arg-type]
 
 

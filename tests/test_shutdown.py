@@ -525,3 +525,24 @@ async def test_asks_pending_during_the_grace_period_after_outer_cancellation_sti
                     outside.start_soon(timed_ask, hang, seen)
                     await trio.sleep_forever()
     assert seen == [("AskTimeout", 1.0)]
+
+
+async def test_a_value_error_in_the_body_is_caught_as_itself() -> None:
+    caught: list[ValueError] = []
+    try:
+        async with ActorSystem() as system:
+            await system.spawn(Plain)
+            raise ValueError("from the body")
+    except ValueError as error:  # not an ExceptionGroup
+        caught.append(error)
+    assert str(caught[0]) == "from the body"
+
+
+async def test_keyboard_interrupt_in_the_body_stays_a_keyboard_interrupt() -> None:
+    log: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        async with ActorSystem() as system:
+            await system.spawn(lambda: Node(log, {"b": {}}), name="a")
+            raise KeyboardInterrupt
+    # the actors still stopped gracefully on the way out
+    assert log == ["/user/a/b", "/user/a"]

@@ -346,10 +346,18 @@ async def test_shutdown_stops_an_actor_hung_in_its_started_hook(
     assert "stopped while it started" in str(error.error)
 
 
-@pytest.mark.parametrize("grace", [-1.0, math.nan, "1", True])
-async def test_a_bad_grace_is_refused(grace: Any) -> None:
+@pytest.mark.parametrize(
+    ("grace", "error", "problem"),
+    [
+        (-1.0, ValueError, "must be >= 0"),
+        (math.nan, ValueError, "must be a number, not NaN"),
+        ("1", TypeError, "must be a number"),
+        (True, TypeError, "must be a number"),
+    ],
+)
+async def test_a_bad_grace_is_refused(grace: Any, error: type[Exception], problem: str) -> None:
     async with ta.ActorSystem() as system:
         ref = await system.spawn(lambda: Hangs([]))
-        with pytest.raises(ValueError, match="grace must be a number of seconds >= 0"):
+        with pytest.raises(error, match=f"a stop's grace {problem}"):
             await ref.stop(grace=grace)
         assert ref.is_alive

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from . import _validate
+
 if TYPE_CHECKING:
     from ._queue import Mailbox
 
@@ -60,8 +62,11 @@ class Unbounded:
 
 
 def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"mailbox capacity must be a positive int, not {value!r}")
+    _validate.check_int(value, "mailbox capacity (a positive int)", minimum=1)
+
+
+def _overflow(instance: object, attribute: attrs.Attribute[Overflow], value: Overflow) -> None:
+    _validate.check_enum(value, Overflow, "overflow")
 
 
 @attrs.frozen
@@ -70,9 +75,7 @@ class Bounded:
     to one more."""
 
     capacity: int = attrs.field(validator=_positive)
-    overflow: Overflow = attrs.field(
-        default=Overflow.BLOCK, validator=attrs.validators.instance_of(Overflow)
-    )
+    overflow: Overflow = attrs.field(default=Overflow.BLOCK, validator=_overflow)
 
     def create(self) -> Mailbox[Any]:
         """Make an empty mailbox of this kind."""

@@ -35,6 +35,8 @@ from typing import Any
 
 import attrs
 
+from . import _validate
+
 __all__ = [
     "AllForOne",
     "Backoff",
@@ -47,9 +49,12 @@ __all__ = [
 ]
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0, not {value!r}")
+def _seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    _validate.check_seconds(value, f"Backoff {attribute.name}", inf=False)
+
+
+def _number(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    _validate.check_number(value, f"Backoff {attribute.name}")
 
 
 @attrs.frozen
@@ -62,11 +67,13 @@ class Backoff:
     ``(initial + maximum) / 2``, Akka's choice) the sequence starts over.
     """
 
-    initial: float = attrs.field(default=0.05, validator=_non_negative)
-    maximum: float = attrs.field(default=1.0, validator=_non_negative)
-    multiplier: float = attrs.field(default=2.0)
-    jitter: float = attrs.field(default=0.2)
-    reset_after: float | None = None
+    initial: float = attrs.field(default=0.05, validator=_seconds)
+    maximum: float = attrs.field(default=1.0, validator=_seconds)
+    multiplier: float = attrs.field(default=2.0, validator=_number)
+    jitter: float = attrs.field(default=0.2, validator=_number)
+    reset_after: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_seconds)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.maximum < self.initial:
@@ -120,16 +127,21 @@ class RestartHistory:
         self.last_failure: float | None = None
 
 
-def _check_limits(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and not (isinstance(value, int | float) and value >= 0):
-        raise ValueError(f"{attribute.name} must be None or >= 0, not {value!r}")
+def _max_restarts(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _validate.check_int(value, "max_restarts (None or an int >= 0)", minimum=0)
+
+
+def _within(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _validate.check_seconds(value, "within (None or seconds >= 0)", inf=False)
 
 
 @attrs.frozen
 class _Restarting:
-    max_restarts: int | None = attrs.field(default=5, validator=_check_limits)
-    within: float | None = attrs.field(default=60.0, validator=_check_limits)
-    backoff: Backoff = attrs.field(factory=Backoff)
+    max_restarts: int | None = attrs.field(default=5, validator=_max_restarts)
+    within: float | None = attrs.field(default=60.0, validator=_within)
+    backoff: Backoff = attrs.field(factory=Backoff, validator=attrs.validators.instance_of(Backoff))
 
     _directive = Directive.RESTART
 

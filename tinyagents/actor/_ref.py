@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, final
 import trio
 
 from .._queue import Full
+from .._validate import check_seconds
 from ..errors import AskTimeout, MailboxFull
 from ..mailbox import MailboxStatistics, Overflow
 from ._base import Reply
@@ -34,9 +35,7 @@ def check_grace(grace: float | None, default: float) -> float:
     for the handler however long it takes)."""
     if grace is None:
         return default
-    if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0:
-        raise ValueError(f"a stop's grace must be a number of seconds >= 0, not {grace!r}")
-    return float(grace)
+    return check_seconds(grace, "a stop's grace")
 
 
 def _implicit_sender() -> ActorRef | None:
@@ -177,8 +176,8 @@ class ActorRef:
         system = cell.system
         if timeout is None:
             timeout = system.ask_timeout
-        elif not timeout > 0:
-            raise ValueError(f"ask timeout must be > 0 seconds, not {timeout!r}")
+        elif not (type(timeout) is float and timeout > 0):
+            timeout = check_seconds(timeout, "ask timeout", zero=False)
         if sender is None:
             sender = _implicit_sender()
         reply = Reply(message)

@@ -11,6 +11,7 @@ from typing import Any
 import trio
 
 from .._nursery import leaves
+from .._validate import check_seconds
 from ..errors import ActorSystemError, SystemNotRunning
 from ..mailbox import MailboxSpec
 from ..registry import Registry
@@ -107,10 +108,10 @@ class ActorSystem:
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"an actor system needs a non-empty name, not {name!r}")
-        if not shutdown_timeout >= 0:
-            raise ValueError(f"shutdown_timeout must be >= 0, not {shutdown_timeout!r}")
-        if not ask_timeout > 0:
-            raise ValueError(f"ask_timeout must be > 0, not {ask_timeout!r}")
+        shutdown_timeout = check_seconds(shutdown_timeout, "shutdown_timeout")
+        ask_timeout = check_seconds(ask_timeout, "ask_timeout", zero=False)
+        if rng is not None and not isinstance(rng, random.Random):
+            raise TypeError(f"rng must be a random.Random, not {rng!r}")
         self.name = name
         self.shutdown_timeout = shutdown_timeout
         self.ask_timeout = ask_timeout

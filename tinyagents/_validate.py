@@ -1,0 +1,64 @@
+"""Argument checks shared by the public constructors (internal).
+
+Each raises at construction, naming the argument and what was expected: a
+``TypeError`` for a value of the wrong type, a ``ValueError`` for one out of range.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import TypeVar
+
+__all__ = ["check_enum", "check_int", "check_number", "check_seconds"]
+
+E = TypeVar("E", bound=Enum)
+
+
+def check_number(
+    value: object,
+    name: str,
+    *,
+    minimum: float = -math.inf,
+    above: bool = False,
+    maximum: float = math.inf,
+    allow_inf: bool = False,
+) -> float:
+    """``value`` as a float: a real number (not a bool, not NaN), ``>= minimum`` (``>``
+    when ``above``), ``<= maximum``, finite unless ``allow_inf``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, not {value!r}")
+    number = float(value)
+    if math.isnan(number):
+        raise ValueError(f"{name} must be a number, not NaN")
+    if math.isinf(number) and not allow_inf:
+        raise ValueError(f"{name} must be finite, not {value!r}")
+    if number < minimum or (above and number == minimum):
+        bound = f"> {minimum:g}" if above else f">= {minimum:g}"
+        raise ValueError(f"{name} must be {bound}, not {value!r}")
+    if number > maximum:
+        raise ValueError(f"{name} must be <= {maximum:g}, not {value!r}")
+    return number
+
+
+def check_seconds(value: object, name: str, *, zero: bool = True, inf: bool = True) -> float:
+    """A duration in seconds: ``>= 0`` (``> 0`` unless ``zero``), ``math.inf`` allowed
+    unless ``inf`` is false."""
+    return check_number(value, name, minimum=0.0, above=not zero, allow_inf=inf)
+
+
+def check_int(value: object, name: str, *, minimum: int | None = None) -> int:
+    """An ``int`` (not a bool), ``>= minimum`` if given."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, not {value!r}")
+    return value
+
+
+def check_enum(value: object, kind: type[E], name: str) -> E:
+    """A member of ``kind``."""
+    if isinstance(value, kind):
+        return value
+    choices = ", ".join(f"{kind.__name__}.{member.name}" for member in kind)
+    raise TypeError(f"{name} must be one of {choices}, not {value!r}")
