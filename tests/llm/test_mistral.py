@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
+import httpx
 import pytest
 import trio
 
@@ -106,6 +107,38 @@ async def test_stream_sends_no_stream_options_and_gets_usage(
     assert body["stream"] is True
     assert "stream_options" not in body
     assert body["max_tokens"] == 10
+
+
+def usage_less(request: httpx.Request) -> httpx.Response:
+    """What llama-server answers the Mistral dialect (no ``stream_options``): no usage."""
+    body = json.loads(request.content)
+    frame = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "smol"}
+    if not body.get("stream"):
+        reply = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": "smol",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Salut"}}],
+        }
+        return httpx.Response(200, json=reply)
+    frames = [
+        {**frame, "choices": [{"index": 0, "delta": {"content": "Sal"}}]},
+        {**frame, "choices": [{"index": 0, "delta": {"content": "ut"}, "finish_reason": "stop"}]},
+    ]
+    content = b"".join(_sse(f) for f in frames) + b"data: [DONE]\n\n"
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=content)
+
+
+async def test_a_stream_or_reply_without_usage_reports_unknown_usage() -> None:
+    transport = httpx.MockTransport(usage_less)
+    async with Mistral(api_key=KEY, base_url="http://llama.test/v1", transport=transport) as p:
+        response, chunks = await collect(p, ask())
+        complete = await p.chat(ask())
+    assert response.message.content == complete.message.content == "Salut"
+    assert chunks[-1] == Chunk(finish_reason="stop", usage=Usage.unknown())
+    assert response.usage == complete.usage == Usage.unknown()
+    assert not response.usage.known
+    assert response.usage + Usage(4, 5) == Usage(4, 5, unreported=1)
 
 
 async def test_fields_mistral_does_not_know_are_refused(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import attrs
 import trio
+
+from .._validate import check_int, check_number
 
 __all__ = [
     "ChatRequest",
@@ -30,23 +32,70 @@ def _role(instance: object, attribute: attrs.Attribute[str], value: str) -> None
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return dict(value) if value is not None else {}
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a mapping (a dict), not {value!r:.80}")
+    return dict(value)
+
+
+T = TypeVar("T")
+
+
+def _items(value: Iterable[T], kind: type[T], what: str) -> tuple[T, ...]:
+    """``value`` as a tuple, every item a ``kind``; a lone item or a string is refused
+    (it would otherwise be taken apart)."""
+    if isinstance(value, kind | str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise TypeError(f"{what} must be a sequence of {kind.__name__}, not {value!r:.80}")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, kind):
+            raise TypeError(f"{what} must hold {kind.__name__} values, not {item!r:.80}")
+    return items
 
 
 def _calls(value: Iterable[ToolCall]) -> tuple[ToolCall, ...]:
-    return tuple(value)
+    return _items(value, ToolCall, "tool_calls")
 
 
 def _messages(value: Iterable[Message]) -> tuple[Message, ...]:
-    return tuple(value)
+    return _items(value, Message, "ChatRequest messages")
 
 
 def _specs(value: Iterable[ToolSpec]) -> tuple[ToolSpec, ...]:
-    return tuple(value)
+    return _items(value, ToolSpec, "ChatRequest tools")
 
 
 def _strings(value: Iterable[str]) -> tuple[str, ...]:
-    return (value,) if isinstance(value, str) else tuple(value)
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable):
+        raise TypeError(f"stop must be a string or a sequence of strings, not {value!r:.80}")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"stop must hold strings, not {item!r:.80}")
+    return items
+
+
+def _string(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str):
+        owner = type(instance).__name__
+        raise TypeError(f"{owner} {attribute.name} must be a string, not {value!r:.80}")
+
+
+def _name(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    _string(instance, attribute, value)
+    if not value:
+        raise ValueError(f"{type(instance).__name__} {attribute.name} must not be empty")
+
+
+def _optional_string(
+    instance: object, attribute: attrs.Attribute[str | None], value: object
+) -> None:
+    if value is not None and not isinstance(value, str):
+        owner = type(instance).__name__
+        raise TypeError(f"{owner} {attribute.name} must be a string or None, not {value!r:.80}")
 
 
 @attrs.frozen
@@ -59,8 +108,8 @@ class ToolCall:
     one up so that a tool result can always name its call.
     """
 
-    id: str
-    name: str
+    id: str = attrs.field(validator=_string)
+    name: str = attrs.field(validator=_name)
     arguments: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
 
 
@@ -69,8 +118,8 @@ class ToolSpec:
     """A tool the model may call: a name, a description and a JSON Schema of its
     arguments (an ``object`` schema)."""
 
-    name: str
-    description: str = ""
+    name: str = attrs.field(validator=_name)
+    description: str = attrs.field(default="", validator=_string)
     parameters: Mapping[str, Any] = attrs.field(
         factory=lambda: {"type": "object", "properties": {}}, converter=_frozen_mapping
     )
@@ -88,10 +137,14 @@ class Message:
     """
 
     role: Role = attrs.field(validator=_role)
-    content: str = ""
+    content: str = attrs.field(default="", validator=_string)
     tool_calls: tuple[ToolCall, ...] = attrs.field(default=(), converter=_calls)
-    tool_call_id: str | None = None
-    name: str | None = None
+    tool_call_id: str | None = attrs.field(default=None, validator=_optional_string)
+    name: str | None = attrs.field(default=None, validator=_optional_string)
+
+    def __attrs_post_init__(self) -> None:
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError(f"only an assistant message has tool_calls, not a {self.role} one")
 
     @classmethod
     def system(cls, content: str) -> Message:
@@ -114,24 +167,91 @@ class Message:
         return cls("tool", content, tool_call_id=call.id, name=call.name)
 
 
-@attrs.frozen
-class Usage:
-    """Tokens a call consumed, as the provider reported them."""
+def _token_count(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    check_int(value, f"Usage {attribute.name} (an int >= 0)", minimum=0)
 
-    input_tokens: int = 0
-    output_tokens: int = 0
+
+@attrs.frozen(repr=False)
+class Usage:
+    """Tokens consumed, as the provider reported them.
+
+    * ``input_tokens``, ``output_tokens``: the tokens reported (for a total, the sums
+      of what was reported).
+    * ``unreported``: how many model calls counted here did not report their usage,
+      wholly or in part (a stream that never carried a usage object, a reply without
+      one). ``0`` means every count is known; otherwise the token counts are only a
+      lower bound. :meth:`unknown` is the usage of one call that reported none.
+
+    Adding usages adds all three fields, so a total that includes an unknown usage
+    stays marked: ``Usage(5, 2) + Usage.unknown() == Usage(5, 2, unreported=1)``,
+    whose :attr:`known` is false. ``Usage()`` is the zero (the start of a sum), and
+    ``sum(usages, Usage())`` (or ``sum(usages)``) totals any number of them.
+    """
+
+    input_tokens: int = attrs.field(default=0, validator=_token_count)
+    output_tokens: int = attrs.field(default=0, validator=_token_count)
+    unreported: int = attrs.field(default=0, validator=_token_count)
+
+    @classmethod
+    def unknown(cls) -> Usage:
+        """The usage of one model call whose provider did not report it."""
+        return cls(0, 0, unreported=1)
+
+    @property
+    def known(self) -> bool:
+        """Whether every call counted here reported its usage (``unreported == 0``)."""
+        return self.unreported == 0
 
     @property
     def total_tokens(self) -> int:
-        """Input plus output tokens."""
+        """Input plus output tokens (of what was reported)."""
         return self.input_tokens + self.output_tokens
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
         return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.unreported + other.unreported,
         )
+
+    def __radd__(self, other: object) -> Usage:
+        """``0 + usage`` is ``usage``, so that ``sum(usages)`` works."""
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
+            return self
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        unreported = f", unreported={self.unreported}" if self.unreported else ""
+        return (
+            f"Usage(input_tokens={self.input_tokens}, "
+            f"output_tokens={self.output_tokens}{unreported})"
+        )
+
+    def __str__(self) -> str:
+        """``"12 in / 40 out tokens"``; ``"usage not reported"`` for an unknown usage;
+        ``"at least 12 in / 40 out tokens (1 call did not report usage)"`` for a total
+        with unreported parts."""
+        if self.known:
+            return f"{self.input_tokens} in / {self.output_tokens} out tokens"
+        calls = "1 call" if self.unreported == 1 else f"{self.unreported} calls"
+        if self.total_tokens == 0:
+            return "usage not reported" + ("" if self.unreported == 1 else f" ({calls})")
+        return (
+            f"at least {self.input_tokens} in / {self.output_tokens} out tokens "
+            f"({calls} did not report usage)"
+        )
+
+
+def _temperature(instance: object, attribute: attrs.Attribute[float | None], value: object) -> None:
+    if value is not None:
+        check_number(value, "ChatRequest temperature (None or a number >= 0)", minimum=0.0)
+
+
+def _max_tokens(instance: object, attribute: attrs.Attribute[int | None], value: object) -> None:
+    if value is not None:
+        check_int(value, "ChatRequest max_tokens (None or an int >= 1)", minimum=1)
 
 
 @attrs.frozen
@@ -143,11 +263,11 @@ class ChatRequest:
     into the request body (for instance ``{"seed": 1}`` or OpenRouter's ``models``).
     """
 
-    model: str
+    model: str = attrs.field(validator=_string)
     messages: tuple[Message, ...] = attrs.field(converter=_messages)
     tools: tuple[ToolSpec, ...] = attrs.field(default=(), converter=_specs)
-    temperature: float | None = None
-    max_tokens: int | None = None
+    temperature: float | None = attrs.field(default=None, validator=_temperature)
+    max_tokens: int | None = attrs.field(default=None, validator=_max_tokens)
     stop: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
 
@@ -162,13 +282,17 @@ class ChatRequest:
 class ChatResponse:
     """The model's answer: an assistant ``message``, the ``usage``, why it stopped
     (``finish_reason``: ``"stop"``, ``"length"``, ``"tool_calls"``, ``"content_filter"``
-    or the dialect's own word) and the ``model`` that answered."""
+    or the dialect's own word) and the ``model`` that answered.
 
-    message: Message
-    usage: Usage = Usage()
-    finish_reason: str = "stop"
-    model: str = ""
-    id: str | None = None
+    ``usage`` defaults to :meth:`Usage.unknown`: a response that does not say what it
+    consumed has not reported it (a provider that knows it used nothing says
+    ``Usage()``)."""
+
+    message: Message = attrs.field(validator=attrs.validators.instance_of(Message))
+    usage: Usage = attrs.field(factory=Usage.unknown, validator=attrs.validators.instance_of(Usage))
+    finish_reason: str = attrs.field(default="stop", validator=_string)
+    model: str = attrs.field(default="", validator=_string)
+    id: str | None = attrs.field(default=None, validator=_optional_string)
 
 
 @attrs.frozen
@@ -180,10 +304,14 @@ class Chunk:
     ``usage`` set.
     """
 
-    delta: str = ""
-    tool_call: ToolCall | None = None
-    finish_reason: str | None = None
-    usage: Usage | None = None
+    delta: str = attrs.field(default="", validator=_string)
+    tool_call: ToolCall | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(ToolCall))
+    )
+    finish_reason: str | None = attrs.field(default=None, validator=_optional_string)
+    usage: Usage | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(Usage))
+    )
 
 
 @runtime_checkable

@@ -23,7 +23,10 @@ Stop reasons are normalised: ``end_turn`` and ``stop_sequence`` give ``"stop"``,
 gives ``"tool_calls"``, ``refusal`` gives ``"content_filter"``; any other word is kept
 as it is. Usage: ``input_tokens`` counts every prompt token (Anthropic's
 ``input_tokens`` plus ``cache_creation_input_tokens`` and ``cache_read_input_tokens``,
-like OpenAI's ``prompt_tokens``), ``output_tokens`` is Anthropic's.
+like OpenAI's ``prompt_tokens``), ``output_tokens`` is Anthropic's. A reply (or stream)
+without ``input_tokens`` or ``output_tokens`` is marked unreported
+(:meth:`Usage.unknown() <tinyagents.llm.Usage.unknown>` when it has neither), never a
+made-up zero.
 """
 
 from __future__ import annotations
@@ -83,9 +86,22 @@ _INPUT_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_inpu
 """The ``usage`` fields that together count every prompt token."""
 
 
-def _input_tokens(usage: Mapping[str, Any]) -> int:
-    """Every prompt token of an Anthropic ``usage`` object, cached ones included."""
-    return sum(_int(usage.get(field)) for field in _INPUT_FIELDS)
+def _reported(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _usage(usage: Mapping[str, Any] | None) -> Usage:
+    """The :class:`Usage` of an Anthropic ``usage`` object: every prompt token (cached
+    ones included) and the output tokens; unreported when ``input_tokens`` or
+    ``output_tokens`` is missing (or the whole object is)."""
+    if usage is None:
+        return Usage.unknown()
+    complete = _reported(usage.get("input_tokens")) and _reported(usage.get("output_tokens"))
+    return Usage(
+        sum(_int(usage.get(field)) for field in _INPUT_FIELDS),
+        _int(usage.get("output_tokens")),
+        0 if complete else 1,
+    )
 
 
 # -- request mapping ----------------------------------------------------------------------
@@ -204,21 +220,25 @@ class _StreamState:
     blocks: dict[int, _Block] = attrs.field(factory=dict)
     stop_reason: object = None
     input_counts: dict[str, int] = attrs.field(factory=dict)
-    output_tokens: int = 0
+    output_tokens: int | None = None
     done: bool = False
 
     def count_usage(self, usage: Mapping[str, Any]) -> None:
         """Take the counts of a ``usage`` object. They are cumulative totals, so they
         replace earlier ones; a field that is absent keeps its earlier value."""
         for field in _INPUT_FIELDS:
-            if isinstance(usage.get(field), int):
+            if _reported(usage.get(field)):
                 self.input_counts[field] = _int(usage[field])
-        if isinstance(usage.get("output_tokens"), int):
+        if _reported(usage.get("output_tokens")):
             self.output_tokens = _int(usage["output_tokens"])
 
     @property
     def usage(self) -> Usage:
-        return Usage(sum(self.input_counts.values()), self.output_tokens)
+        """What the stream reported (see :func:`_usage`)."""
+        counts: dict[str, Any] = dict(self.input_counts)
+        if self.output_tokens is not None:
+            counts["output_tokens"] = self.output_tokens
+        return _usage(counts) if counts else Usage.unknown()
 
     def response(self) -> ChatResponse:
         calls = [call for _, call in sorted(self.calls, key=lambda item: item[0])]
@@ -339,11 +359,10 @@ class Anthropic(HTTPProvider):
             elif block.get("type") == "tool_use":
                 calls.append(_tool_call(self.name, block, block.get("input", {})))
         usage = reply.get("usage")
-        usage = usage if isinstance(usage, Mapping) else {}
         message_id = reply.get("id")
         return ChatResponse(
             message=Message.assistant("".join(text), calls),
-            usage=Usage(_input_tokens(usage), _int(usage.get("output_tokens"))),
+            usage=_usage(usage if isinstance(usage, Mapping) else None),
             finish_reason=_finish_reason(reply.get("stop_reason")),
             model=str(reply.get("model") or request.model),
             id=message_id if isinstance(message_id, str) else None,

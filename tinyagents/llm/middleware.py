@@ -119,7 +119,9 @@ class Log:
     ``llm_provider``, ``llm_model`` (requested), ``llm_stream`` (bool), ``llm_outcome``
     (``"ok"``, ``"error"`` or ``"cancelled"``), ``llm_duration`` (seconds on trio's
     clock); on success ``llm_response_model``, ``llm_response_id``,
-    ``llm_input_tokens``, ``llm_output_tokens``, ``llm_finish_reason``; when streamed
+    ``llm_input_tokens``, ``llm_output_tokens`` (``None`` when the provider did not
+    report the usage; the message then says ``usage not reported``),
+    ``llm_finish_reason``; when streamed
     ``llm_chunks`` and ``llm_first_chunk`` (seconds to the first chunk, or ``None``); on
     failure ``llm_error_type``, ``llm_error`` and ``llm_status`` (the HTTP status of a
     :class:`~tinyagents.errors.ProviderError`). Fields that do not apply are ``None``.
@@ -208,17 +210,15 @@ class Log:
         }
         head = f"{self.provider.name} {request.model}:"
         if response is not None:
+            usage = response.usage
             fields.update(
                 llm_response_model=response.model,
                 llm_response_id=response.id,
-                llm_input_tokens=response.usage.input_tokens,
-                llm_output_tokens=response.usage.output_tokens,
+                llm_input_tokens=usage.input_tokens if usage.known else None,
+                llm_output_tokens=usage.output_tokens if usage.known else None,
                 llm_finish_reason=response.finish_reason,
             )
-            text = (
-                f"{head} {response.finish_reason} in {duration:.3f}s, "
-                f"{response.usage.input_tokens} in / {response.usage.output_tokens} out tokens"
-            )
+            text = f"{head} {response.finish_reason} in {duration:.3f}s, {usage}"
             level = self.level
         elif cancelled:
             fields["llm_outcome"] = "cancelled"
@@ -451,7 +451,10 @@ class RateLimit:
       goes, and the calls after it wait for the debt to be paid. When the call returns,
       the charge is corrected to the usage it reported (input + output tokens): the
       difference is taken from or given back to the bucket. A call that fails, is
-      cancelled, or reports no usage (zero tokens) keeps the estimate.
+      cancelled, reports zero tokens or does not report its usage
+      (:attr:`Usage.known <tinyagents.llm.Usage.known>` false) keeps the estimate,
+      except that a partly reported usage larger than the estimate is charged in full
+      (what was reported is a lower bound).
 
     Blocking: ``chat`` waits (``trio.sleep``, never polling) until both buckets allow
     the call, then takes from both at once and calls the provider; the provider call
@@ -520,11 +523,10 @@ class RateLimit:
             await self._admit(estimate)
             response = await self.provider.chat(request, stream=_relay(stream))
             tokens = self._tokens
-            if tokens is not None and response.usage.total_tokens > 0:
+            used = response.usage.total_tokens
+            if tokens is not None and used > 0 and (response.usage.known or used > estimate):
                 tokens.refill(trio.current_time())
-                tokens.level = min(
-                    tokens.capacity, tokens.level - (response.usage.total_tokens - estimate)
-                )
+                tokens.level = min(tokens.capacity, tokens.level - (used - estimate))
             return response
         finally:
             await close_stream(stream)

@@ -5,7 +5,10 @@ Differences from :class:`~tinyagents.llm.openai.OpenAI`:
 * base ``https://api.mistral.ai/v1``, key from ``api_key`` or ``MISTRAL_API_KEY``;
 * ``ChatRequest.max_tokens`` is sent as ``max_tokens`` (Mistral refuses
   ``max_completion_tokens``), and no ``stream_options`` is sent (refused too): the
-  usage arrives by itself on the last chunk of a stream;
+  usage arrives by itself on the last chunk of a stream. A stream (or reply) that
+  carries none (an OpenAI-compatible server such as llama-server, which reports it only
+  when asked through ``stream_options``) reports
+  :meth:`Usage.unknown() <tinyagents.llm.Usage.unknown>`, not zero tokens;
 * an option ``seed`` is sent as ``random_seed`` (Mistral's name; ``seed`` is refused),
   unless ``random_seed`` is given too. Other options pass unchanged;
 * tool-call ids must be exactly 9 characters ``[A-Za-z0-9]``. Ids that are not (OpenAI's

@@ -9,7 +9,8 @@ Wire format (Ollama's ``docs/api.md`` and the ``ollama`` Python SDK):
   ``options`` (``temperature``, ``num_predict`` for the token limit, ``stop``).
 * Answer: ``message`` (``content`` and ``tool_calls`` with arguments as a JSON *object*),
   ``done``, ``done_reason`` (``"stop"`` / ``"length"``) and the counters
-  ``prompt_eval_count`` / ``eval_count`` (the usage).
+  ``prompt_eval_count`` / ``eval_count`` (the usage; left out when zero, and a final
+  reply with none of the metrics has unknown usage).
 * Streaming: ``application/x-ndjson``, one JSON object per line: ``done: false`` lines
   carry pieces of ``message.content``, a tool call arrives whole in one line, and the
   ``done: true`` line carries ``done_reason`` and the counters. An error after the stream
@@ -375,8 +376,23 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+_METRICS = (
+    "total_duration",
+    "load_duration",
+    "prompt_eval_count",
+    "prompt_eval_duration",
+    "eval_count",
+    "eval_duration",
+)
+"""The metrics of a final reply; Ollama leaves out those that are zero (``omitempty``)."""
+
+
 def _usage(reply: Mapping[str, Any]) -> Usage:
-    """``prompt_eval_count`` / ``eval_count`` (absent when zero: Go's ``omitempty``)."""
+    """``prompt_eval_count`` / ``eval_count``. A counter that is absent while other
+    metrics are there is zero (Go's ``omitempty``); a final reply with no metrics at all
+    (a server that does not report them) has unknown usage."""
+    if not any(field in reply for field in _METRICS):
+        return Usage.unknown()
     return Usage(_count(reply.get("prompt_eval_count")), _count(reply.get("eval_count")))
 
 

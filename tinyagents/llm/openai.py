@@ -21,13 +21,17 @@ Mapping of a :class:`~tinyagents.llm.ChatRequest`:
   ``response_format``, ``tool_choice``, ``parallel_tool_calls``, ...).
 
 Streaming asks for ``stream_options: {include_usage: true}``, so the usage arrives in a
-last chunk with ``choices: []``. Tool-call fragments are assembled per ``index`` (the
-first fragment carries ``id`` and ``function.name``, the next ones pieces of
-``arguments``) and each call is sent as one complete :class:`~tinyagents.llm.ToolCall`
-when the choice finishes. A ``data:`` frame whose JSON has an ``error`` key raises a
-typed error (``status`` 200); a stream that ends without ``data: [DONE]`` raises
-:class:`~tinyagents.errors.ProtocolError`. A 429 whose code is ``insufficient_quota``
-raises :class:`~tinyagents.errors.RateLimited` with ``quota_exhausted=True``.
+last chunk with ``choices: []``. A reply or stream that carries no usage (a server that
+ignores ``stream_options``, or one asked without it) reports
+:meth:`Usage.unknown() <tinyagents.llm.Usage.unknown>`, never a made-up zero.
+
+Tool-call fragments are assembled per ``index`` (the first fragment carries ``id`` and
+``function.name``, the next ones pieces of ``arguments``) and each call is sent as one
+complete :class:`~tinyagents.llm.ToolCall` when the choice finishes. A ``data:`` frame
+whose JSON has an ``error`` key raises a typed error (``status`` 200); a stream that ends
+without ``data: [DONE]`` raises :class:`~tinyagents.errors.ProtocolError`. A 429 whose
+code is ``insufficient_quota`` raises :class:`~tinyagents.errors.RateLimited` with
+``quota_exhausted=True``.
 
 The other OpenAI-shaped dialects (:mod:`tinyagents.llm.openrouter`,
 :mod:`tinyagents.llm.mistral`) subclass :class:`OpenAI` and change only class
@@ -193,10 +197,13 @@ class OpenAI(HTTPProvider):
 
     def _usage(self, raw: Any) -> Usage | None:
         """The usage of a reply (``prompt_tokens``/``completion_tokens``; extra fields
-        such as OpenRouter's ``cost`` are ignored), ``None`` when absent."""
+        such as OpenRouter's ``cost`` are ignored), ``None`` when absent. A usage object
+        that lacks one of the two counts is marked unreported (``unreported=1``), with
+        the count it has."""
         if not isinstance(raw, Mapping):
             return None
-        return Usage(_count(raw.get("prompt_tokens")), _count(raw.get("completion_tokens")))
+        prompt, completion = _count(raw.get("prompt_tokens")), _count(raw.get("completion_tokens"))
+        return Usage(prompt or 0, completion or 0, 0 if None not in (prompt, completion) else 1)
 
     def _parse_tool_call(self, raw: Any) -> ToolCall:
         """A whole tool call of a non-streamed reply."""
@@ -229,7 +236,7 @@ class OpenAI(HTTPProvider):
         content = _text(message.get("content")) or _text(message.get("refusal"))
         return ChatResponse(
             message=Message.assistant(content, calls),
-            usage=self._usage(payload.get("usage")) or Usage(),
+            usage=self._usage(payload.get("usage")) or Usage.unknown(),
             finish_reason=self._finish_reason(
                 choice.get("finish_reason"), has_tool_calls=bool(calls)
             ),
@@ -290,8 +297,11 @@ async def _event_data(response: httpx.Response) -> AsyncGenerator[str, None]:
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+def _count(value: Any) -> int | None:
+    """A token count: a non-negative int, else ``None`` (not reported)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def _optional_str(value: Any) -> str | None:
@@ -465,7 +475,7 @@ class _StreamState:
         calls = tuple(self._complete(call) for call in self.calls)
         return ChatResponse(
             message=Message.assistant("".join(self.text), calls),
-            usage=self.usage or Usage(),
+            usage=self.usage or Usage.unknown(),
             finish_reason=self.provider._finish_reason(self.finish, has_tool_calls=bool(calls)),
             model=self.model,
             id=self.id,
