@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 import tinyagents as ta
-from tinyagents.agent import Agent, Budget, Prompt, Response
+from tinyagents.agent import Agent, Budget, Prompt, Response, report_response, report_usage
 from tinyagents.errors import (
     ActorFailed,
     BudgetExceeded,
@@ -292,3 +292,110 @@ async def test_requests_carry_the_agents_settings() -> None:
         99,
         {"seed": 1},
     )
+
+
+async def test_the_response_is_named_after_the_spawned_actor() -> None:
+    provider = ScriptedProvider(default=text("ok"))
+    async with ta.ActorSystem("names") as system:
+        named = await system.spawn(Agent("bot", provider, "m"), name="helper")
+        unnamed = await system.spawn(Agent("bot", provider, "m"))
+        assert (await named.ask(Prompt("x"))).agent == "helper"
+        assert (await unnamed.ask(Prompt("x"))).agent == unnamed.name
+    assert unnamed.name.startswith("$")
+
+
+async def test_responses_reported_by_tools_are_steps_and_count_in_the_totals() -> None:
+    async with ta.ActorSystem("report") as system:
+        helper = await system.spawn(
+            Agent("helper", ScriptedProvider(default=text("42", Usage(3, 2))), "m"),
+            name="helper",
+        )
+
+        @tool
+        async def ask_helper(question: str) -> str:
+            """Ask the helper."""
+            answer: Response = await helper.ask(Prompt(question))
+            report_response(answer)
+            report_usage(Usage(1, 1))  # tokens without a step
+            return answer.text
+
+        provider = ScriptedProvider([calls(("ask_helper", {"question": "?"})), text("It is 42.")])
+        bot = await system.spawn(Agent("bot", provider, "m", tools=[ask_helper]), name="bot")
+        response: Response = await bot.ask(Prompt("Ask the helper"))
+    assert [(step.agent, step.text) for step in response.steps] == [("helper", "42")]
+    # two calls of its own (10 + 5 each), the helper's one, and the tool's own report
+    assert response.usage == Usage(20 + 3 + 1, 10 + 2 + 1)
+    assert (response.rounds, response.tool_calls) == (3, 1)
+    report_response(response)  # outside a turn: nothing happens
+    with pytest.raises(TypeError, match="takes a Response"):
+        report_response("nope")  # type: ignore[arg-type]
+
+
+async def test_a_bug_in_a_tool_round_is_not_wrapped_in_a_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(registry: Any, call: ToolCall) -> Any:
+        raise ValueError(f"bug running {call.name}")
+
+    monkeypatch.setattr("tinyagents.agent.run_tool_call", broken)
+
+    @tool
+    def noop() -> str:
+        """Do nothing."""
+        return ""
+
+    provider = ScriptedProvider([calls(("noop", {}), ("noop", {}))])
+    async with ta.ActorSystem("toolbug") as system:
+        bot = await system.spawn(Agent("bot", provider, "m", tools=[noop]), supervisor=ta.Stop())
+        with pytest.raises(ActorFailed) as info:
+            await bot.ask(Prompt("go"))
+    # two calls failed at once: that stays a group; one alone comes out as itself
+    assert isinstance(info.value.error, ExceptionGroup)
+    provider = ScriptedProvider([calls(("noop", {}))])
+    async with ta.ActorSystem("toolbug1") as system:
+        bot = await system.spawn(Agent("bot", provider, "m", tools=[noop]), supervisor=ta.Stop())
+        with pytest.raises(ActorFailed) as info:
+            await bot.ask(Prompt("go"))
+    assert isinstance(info.value.error, ValueError)
+    assert str(info.value.error) == "bug running noop"
+
+
+async def test_a_budget_charges_an_estimate_for_unreported_usage() -> None:
+    budget = Budget(1_000)
+    answer = "word " * 40  # 200 characters: about 50 tokens
+    provider = ScriptedProvider(default=text(answer, Usage.unknown()))
+    async with ta.ActorSystem("unreported") as system:
+        bot = await system.spawn(Agent("bot", provider, "m", budget=budget, max_tokens=500))
+        response = await bot.ask(Prompt("x" * 40))  # about 10 tokens
+    assert response.usage == Usage.unknown()
+    assert budget.estimated == 1
+    assert budget.spent == 10 + 50  # not zero, and max_tokens is not taken as spent
+    budget.charge(Usage(100, 0, unreported=1), estimate=30)  # a larger partial count wins
+    assert budget.spent == 160
+
+
+def test_agent_arguments_say_what_is_wrong() -> None:
+    provider = ScriptedProvider()
+    bad: list[tuple[Any, type[Exception], str]] = [
+        (lambda: Agent("", provider, "m"), ValueError, "Agent id"),
+        (lambda: Agent(None, provider, "m"), TypeError, "Agent id"),
+        (lambda: Agent("a", "openai", "m"), TypeError, "provider must be a Provider"),
+        (lambda: Agent("a", provider, ""), ValueError, "Agent model"),
+        (lambda: Agent("a", provider, "m", system=1), TypeError, "system"),
+        (lambda: Agent("a", provider, "m", memory=[]), TypeError, "memory"),
+        (lambda: Agent("a", provider, "m", tools="abc"), TypeError, "tools"),
+        (lambda: Agent("a", provider, "m", max_tool_rounds=-1), ValueError, "max_tool_rounds"),
+        (lambda: Agent("a", provider, "m", max_tool_rounds=2.0), TypeError, "max_tool_rounds"),
+        (lambda: Agent("a", provider, "m", temperature=-0.5), ValueError, "temperature"),
+        (lambda: Agent("a", provider, "m", max_tokens=0), ValueError, "max_tokens"),
+        (lambda: Agent("a", provider, "m", options=[("seed", 1)]), TypeError, "options"),
+        (lambda: Agent("a", provider, "m", budget=100), TypeError, "budget"),
+        (lambda: Prompt(42), TypeError, "Prompt text"),
+        (lambda: Prompt("hi", stream=[]), TypeError, "stream"),
+        (lambda: Budget(-1), ValueError, "Budget tokens"),
+        (lambda: Budget(1.5), TypeError, "Budget tokens"),
+    ]
+    for make, error, match in bad:
+        with pytest.raises(error, match=match):
+            make()
+    assert Agent("a", provider, "m", max_tool_rounds=0, temperature=0).max_tool_rounds == 0

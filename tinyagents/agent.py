@@ -32,11 +32,14 @@ from typing import Any
 import attrs
 import trio
 
+from ._nursery import open_service_nursery
+from ._validate import check_int, check_number
 from .actor import Actor, Context
 from .errors import BudgetExceeded, TinyAgentsError, ToolRoundsExceeded, TurnDeadlineExceeded
 from .llm._forward import ForwardingChannel
 from .llm._http import close_stream
-from .llm._types import ChatRequest, Chunk, Message, Provider, ToolCall, Usage
+from .llm._types import ChatRequest, ChatResponse, Chunk, Message, Provider, ToolCall, Usage
+from .llm.middleware import estimate_tokens
 from .memory import Memory
 from .tool import Tool, ToolRegistry, run_tool_call
 
@@ -46,23 +49,66 @@ __all__ = [
     "MemberReply",
     "Prompt",
     "Response",
+    "report_response",
     "report_usage",
 ]
 
 logger = logging.getLogger("tinyagents.agent")
 
-_turn_usage: contextvars.ContextVar[list[Usage] | None] = contextvars.ContextVar(
-    "tinyagents_turn_usage", default=None
+
+@attrs.define
+class _Tally:
+    """What the tools of one turn reported."""
+
+    usage: list[Usage] = attrs.field(factory=list)
+    steps: list[Response] = attrs.field(factory=list)
+
+
+_turn_tally: contextvars.ContextVar[_Tally | None] = contextvars.ContextVar(
+    "tinyagents_turn_tally", default=None
 )
 
 
 def report_usage(usage: Usage) -> None:
-    """Add ``usage`` to the agent turn this code runs in (a tool that calls models —
-    another agent, say — reports their tokens so that the turn's usage includes them).
-    Outside an agent turn it does nothing."""
-    tally = _turn_usage.get()
+    """Add ``usage`` to the agent turn this code runs in (a tool that calls models
+    itself reports their tokens so that the turn's usage includes them). Outside an
+    agent turn it does nothing. A tool that asked an agent or a team should rather
+    call :func:`report_response`, which also keeps that response as a step."""
+    if not isinstance(usage, Usage):
+        raise TypeError(f"report_usage takes a Usage, not {usage!r:.80}")
+    tally = _turn_tally.get()
     if tally is not None:
-        tally.append(usage)
+        tally.usage.append(usage)
+
+
+def report_response(response: Response) -> None:
+    """Add an agent's or a team's ``response`` to the agent turn this code runs in:
+    it becomes one of the turn's :attr:`Response.steps` (in the order reported), and
+    its ``usage``, ``rounds`` and ``tool_calls`` count toward the turn's. A tool that
+    asks other agents calls it (``Hierarchy``'s delegate tool does). Outside an agent
+    turn it does nothing."""
+    if not isinstance(response, Response):
+        raise TypeError(f"report_response takes a Response, not {response!r:.80}")
+    tally = _turn_tally.get()
+    if tally is not None:
+        tally.steps.append(response)
+
+
+def _stream(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None or isinstance(value, trio.abc.SendChannel):
+        return
+    if callable(getattr(value, "send", None)) and callable(getattr(value, "aclose", None)):
+        return
+    raise TypeError(
+        f"Prompt stream must be None or a trio send channel of Chunk, not {value!r:.80}"
+    )
+
+
+def _text(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{type(instance).__name__} {attribute.name} must be a string, not {value!r:.80}"
+        )
 
 
 @attrs.frozen(eq=False)
@@ -74,8 +120,8 @@ class Prompt:
     exactly once when the turn ends, however it ends.
     """
 
-    text: str
-    stream: trio.abc.SendChannel[Chunk] | None = None
+    text: str = attrs.field(validator=_text)
+    stream: trio.abc.SendChannel[Chunk] | None = attrs.field(default=None, validator=_stream)
 
 
 @attrs.frozen
@@ -93,14 +139,44 @@ class MemberReply:
         return self.error is None
 
 
+def _steps(value: Iterable[Response]) -> tuple[Response, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class Response:
-    """An agent's (or a team's) answer.
+    """An agent's (or a team's) answer, and an account of everything done to produce it.
 
-    ``usage`` sums every model call of the turn, including those of team members and of
-    tools that report theirs. ``rounds`` counts model calls, ``tool_calls`` the tool
-    calls run. Teams fill ``parts`` (Broadcast), ``transcript`` (Debate: (speaker,
-    text) pairs) and ``routed_to`` (Router).
+    * ``message`` — the final assistant message; :attr:`text` is its content.
+    * ``agent`` — the name the agent or team was spawned under (its actor's name,
+      ``ref.name``; ``$1``-style for an actor spawned without a name).
+    * ``usage``, ``rounds``, ``tool_calls`` — totals over everything the answer took:
+      tokens (a :class:`~tinyagents.llm.Usage`, marked when some call did not report
+      its usage), model calls, and tool calls run.
+    * ``steps`` — the responses of the agents and teams that took part, in the order
+      they happened, each a ``Response`` with its own steps (so nested teams form a
+      tree). The totals are always consistent with them: a team's ``usage``,
+      ``rounds`` and ``tool_calls`` are the sums over its steps; an agent's are its
+      own model calls and tool calls plus the sums over its steps.
+
+    What ``steps`` holds, by who answered:
+
+    * an **agent**: the responses its tools reported with :func:`report_response`
+      (for instance the workers a Hierarchy's supervisor delegated to), in the order
+      they were reported; empty for most agents. Usage that tools reported with
+      :func:`report_usage` counts in ``usage`` without a step.
+    * **Pipeline**: each stage's response, first to last.
+    * **Broadcast**: the response of each member that answered, in member order;
+      ``parts`` also has one :class:`MemberReply` per member, failures included.
+    * **Router**: the classifier's response (when a classifier chose), then the chosen
+      member's; ``routed_to`` names the member.
+    * **Hierarchy**: one step, the supervisor's turn, whose steps are the responses of
+      the workers it delegated to (in the order they finished).
+    * **Debate**: every speech in order, then the arbiter's decision; ``transcript``
+      keeps the same turns as ``(member name, text)`` pairs.
+
+    ``parts``, ``transcript`` and ``routed_to`` are empty (``None``) for the other
+    kinds.
     """
 
     message: Message
@@ -111,6 +187,7 @@ class Response:
     parts: tuple[MemberReply, ...] = ()
     transcript: tuple[tuple[str, str], ...] = ()
     routed_to: str | None = None
+    steps: tuple[Response, ...] = attrs.field(default=(), converter=_steps)
 
     @property
     def text(self) -> str:
@@ -124,15 +201,21 @@ class Budget:
     Each model call is charged its reported usage; once ``spent`` reaches ``tokens``,
     further calls raise :class:`~tinyagents.errors.BudgetExceeded` before reaching the
     provider. (A call in flight when the budget runs out is still charged.)
+
+    A call whose provider did not report its usage (``usage.known`` false) is charged
+    an estimate instead, never nothing: the agent passes its estimate of the call
+    (:func:`~tinyagents.llm.estimate_tokens` of the request without ``max_tokens``,
+    plus the answer's characters / 4), and the charge is the larger of that and the
+    tokens that were reported. ``estimated`` counts the calls charged that way, so a
+    budget can tell how exact ``spent`` is.
     """
 
-    __slots__ = ("spent", "tokens")
+    __slots__ = ("estimated", "spent", "tokens")
 
     def __init__(self, tokens: int) -> None:
-        if tokens < 0:
-            raise ValueError(f"a budget needs tokens >= 0, not {tokens}")
-        self.tokens = tokens
+        self.tokens = check_int(tokens, "Budget tokens (an int >= 0)", minimum=0)
         self.spent = 0
+        self.estimated = 0
 
     def __repr__(self) -> str:
         return f"<Budget {self.spent}/{self.tokens} tokens spent>"
@@ -147,18 +230,78 @@ class Budget:
         if self.spent >= self.tokens:
             raise BudgetExceeded(who, self.tokens, self.spent)
 
-    def charge(self, usage: Usage) -> None:
-        """Count ``usage`` against the budget."""
-        self.spent += usage.total_tokens
+    def charge(self, usage: Usage, *, estimate: int = 0) -> None:
+        """Count ``usage`` against the budget: its ``total_tokens`` when it is known,
+        else ``max(usage.total_tokens, estimate)`` (see the class docstring)."""
+        if usage.known:
+            self.spent += usage.total_tokens
+        else:
+            self.spent += max(usage.total_tokens, estimate)
+            self.estimated += 1
 
 
 def _registry(value: ToolRegistry | Iterable[Any]) -> ToolRegistry:
-    return value if isinstance(value, ToolRegistry) else ToolRegistry(value)
+    if isinstance(value, ToolRegistry):
+        return value
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise TypeError(
+            "Agent tools must be a ToolRegistry or an iterable of tools and functions, "
+            f"not {value!r:.80}"
+        )
+    return ToolRegistry(value)
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, not {value}")
+def _max_tool_rounds(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    check_int(value, "Agent max_tool_rounds (an int >= 0)", minimum=0)
+
+
+def _agent_name(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"Agent {attribute.name} must be a non-empty string, not {value!r:.80}")
+    if not value:
+        raise ValueError(f"Agent {attribute.name} must be a non-empty string")
+
+
+def _provider(instance: object, attribute: attrs.Attribute[Provider], value: object) -> None:
+    if not isinstance(value, Provider):
+        raise TypeError(
+            "Agent provider must be a Provider (an object with a name and an async "
+            f"chat(request, *, stream=None)), not {value!r:.80}"
+        )
+
+
+def _system_prompt(instance: object, attribute: attrs.Attribute[str | None], value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"Agent system must be None or a string, not {value!r:.80}")
+
+
+def _memory(instance: object, attribute: attrs.Attribute[Memory | None], value: object) -> None:
+    if value is not None and not isinstance(value, Memory):
+        raise TypeError(
+            f"Agent memory must be None or a Memory (append, messages, clear), not {value!r:.80}"
+        )
+
+
+def _temperature(instance: object, attribute: attrs.Attribute[float | None], value: object) -> None:
+    if value is not None:
+        check_number(value, "Agent temperature (None or a number >= 0)", minimum=0.0)
+
+
+def _max_tokens(instance: object, attribute: attrs.Attribute[int | None], value: object) -> None:
+    if value is not None:
+        check_int(value, "Agent max_tokens (None or an int >= 1)", minimum=1)
+
+
+def _options(
+    instance: object, attribute: attrs.Attribute[Mapping[str, Any]], value: object
+) -> None:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"Agent options must be a mapping, not {value!r:.80}")
+
+
+def _budget(instance: object, attribute: attrs.Attribute[Budget | None], value: object) -> None:
+    if value is not None and not isinstance(value, Budget):
+        raise TypeError(f"Agent budget must be None or a Budget, not {value!r:.80}")
 
 
 @attrs.frozen(eq=False)
@@ -167,7 +310,8 @@ class Agent:
 
     **Parameters:**
 
-    * ``id`` — names the agent in responses, logs and errors.
+    * ``id`` — names the agent in logs and errors (its responses carry the name it was
+      spawned under, usually the same).
     * ``provider``, ``model`` — where and which model to ask.
     * ``system`` — the system prompt, sent first on every call.
     * ``memory`` — a :class:`~tinyagents.memory.Memory` keeping the conversation across
@@ -181,19 +325,22 @@ class Agent:
     * ``temperature``, ``max_tokens``, ``options`` — passed into every
       :class:`~tinyagents.llm.ChatRequest`.
     * ``budget`` — a shared :class:`Budget`.
+
+    Each is checked here: a wrong type raises ``TypeError`` and a value out of range
+    (an empty ``id``, a negative ``max_tool_rounds``) ``ValueError``, naming it.
     """
 
-    id: str
-    provider: Provider
-    model: str
-    system: str | None = None
-    memory: Memory | None = None
+    id: str = attrs.field(validator=_agent_name)
+    provider: Provider = attrs.field(validator=_provider)
+    model: str = attrs.field(validator=_agent_name)
+    system: str | None = attrs.field(default=None, validator=_system_prompt)
+    memory: Memory | None = attrs.field(default=None, validator=_memory)
     tools: ToolRegistry = attrs.field(factory=ToolRegistry, converter=_registry)
-    max_tool_rounds: int = attrs.field(default=8, validator=_non_negative)
-    temperature: float | None = None
-    max_tokens: int | None = None
-    options: Mapping[str, Any] = attrs.field(factory=dict)
-    budget: Budget | None = None
+    max_tool_rounds: int = attrs.field(default=8, validator=_max_tool_rounds)
+    temperature: float | None = attrs.field(default=None, validator=_temperature)
+    max_tokens: int | None = attrs.field(default=None, validator=_max_tokens)
+    options: Mapping[str, Any] = attrs.field(factory=dict, validator=_options)
+    budget: Budget | None = attrs.field(default=None, validator=_budget)
 
     def create_actor(self) -> Actor:
         """A fresh agent actor (the spec is what ``spawn`` takes)."""
@@ -217,7 +364,7 @@ class _AgentActor(Actor):
                 f"agent {self.spec.id!r} answers Prompt messages, not {type(message).__name__}"
             )
         try:
-            return await run_turn(self.spec, message, ctx.deadline)
+            return await run_turn(self.spec, message, ctx.deadline, name=ctx.self.name)
         except TinyAgentsError as error:
             if ctx.asked:
                 ctx.detach_reply().fail(error)
@@ -226,24 +373,34 @@ class _AgentActor(Actor):
             return None
 
 
-async def run_turn(spec: Agent, prompt: Prompt, deadline: float) -> Response:
-    """One turn of ``spec`` on ``prompt``, bounded by ``deadline`` (trio time).
+async def run_turn(
+    spec: Agent, prompt: Prompt, deadline: float, *, name: str | None = None
+) -> Response:
+    """One turn of ``spec`` on ``prompt``, bounded by ``deadline`` (trio time); the
+    response's ``agent`` is ``name`` (by default the spec's ``id``).
 
     Closes ``prompt.stream`` exactly once. Raises what the turn failed with;
     :class:`~tinyagents.errors.TurnDeadlineExceeded` when the deadline passed.
     """
     try:
         with trio.CancelScope(deadline=deadline) as scope:
-            return await _turn(spec, prompt)
+            return await _turn(spec, prompt, spec.id if name is None else name)
         assert scope.cancelled_caught
         raise TurnDeadlineExceeded(spec.id, deadline)
     finally:
         await close_stream(prompt.stream)
 
 
-async def _turn(spec: Agent, prompt: Prompt) -> Response:
-    tally: list[Usage] = []
-    _turn_usage.set(tally)
+def _estimate(request: ChatRequest, answer: ChatResponse) -> int:
+    """A rough token count of one call: the request without its ``max_tokens`` plus
+    the answer (what a budget charges for a call that reported no usage)."""
+    asked = estimate_tokens(attrs.evolve(request, max_tokens=None))
+    return asked + estimate_tokens(ChatRequest(request.model, [answer.message]))
+
+
+async def _turn(spec: Agent, prompt: Prompt, name: str) -> Response:
+    tally = _Tally()
+    _turn_tally.set(tally)
     history = await spec.memory.messages() if spec.memory is not None else []
     user = Message.user(prompt.text)
     new: list[Message] = [user]
@@ -268,7 +425,8 @@ async def _turn(spec: Agent, prompt: Prompt) -> Response:
         rounds += 1
         usage = usage + answer.usage
         if spec.budget is not None:
-            spec.budget.charge(answer.usage)
+            estimate = 0 if answer.usage.known else _estimate(request, answer)
+            spec.budget.charge(answer.usage, estimate=estimate)
         new.append(answer.message)
         calls = answer.message.tool_calls
         if not calls:
@@ -279,19 +437,27 @@ async def _turn(spec: Agent, prompt: Prompt) -> Response:
         calls_run += len(calls)
     if spec.memory is not None:
         await spec.memory.append(*new)
-    for extra in tally:
+    for extra in tally.usage:
         usage = usage + extra
-    return Response(new[-1], usage, spec.id, rounds, calls_run)
+    steps = tuple(tally.steps)
+    for step in steps:
+        usage = usage + step.usage
+        rounds += step.rounds
+        calls_run += step.tool_calls
+    return Response(new[-1], usage, name, rounds, calls_run, steps=steps)
 
 
 async def _run_calls(tools: ToolRegistry, calls: tuple[ToolCall, ...]) -> list[Message]:
-    """Run one round's tool calls concurrently; their results in the calls' order."""
+    """Run one round's tool calls concurrently; their results in the calls' order.
+
+    An unexpected error in one of them (``run_tool_call`` turns a tool's own errors
+    into results) leaves as itself, not wrapped in an exception group."""
     results: list[Message | None] = [None] * len(calls)
 
     async def run(index: int, call: ToolCall) -> None:
         results[index] = (await run_tool_call(tools, call)).message
 
-    async with trio.open_nursery() as nursery:
+    async with open_service_nursery() as nursery:
         for index, call in enumerate(calls):
             nursery.start_soon(run, index, call)
     return [result for result in results if result is not None]

@@ -16,7 +16,10 @@ nursery (the team's mailbox never waits for a member). The asker's deadline
 (``ctx.deadline``) bounds the whole answer and is passed down: every member is asked
 with the time that remains. A member's failure ends the team's answer with that error
 (a note names the member), except in Broadcast, where failures are reported per member.
-``usage`` sums all members' usage. Only the member that produces the final answer
+The response describes the whole team: its ``agent`` is the name the team was spawned
+under, ``usage``, ``rounds`` and ``tool_calls`` are summed over everything the members
+did, and ``steps`` holds the members' responses in the order they happened (see
+:class:`~tinyagents.agent.Response`). Only the member that produces the final answer
 streams to ``prompt.stream``; the stream is closed exactly once.
 """
 
@@ -31,8 +34,10 @@ from typing import Any
 import attrs
 import trio
 
+from ._nursery import open_service_nursery
+from ._validate import check_int
 from .actor import Actor, ActorRef, Context
-from .agent import Agent, MemberReply, Prompt, Response, report_usage
+from .agent import Agent, MemberReply, Prompt, Response, report_response
 from .errors import TinyAgentsError
 from .llm._forward import ForwardingChannel
 from .llm._http import close_stream
@@ -52,14 +57,33 @@ __all__ = [
 logger = logging.getLogger("tinyagents.team")
 
 
+def _member_name(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"a team member's name must be a string, not {value!r:.80}")
+    if not value:
+        raise ValueError("a team member's name must not be empty")
+
+
+def _member_ref(instance: object, attribute: attrs.Attribute[ActorRef], value: object) -> None:
+    if not isinstance(value, ActorRef):
+        raise TypeError(
+            f"a team member's ref must be an ActorRef (what spawn returns), not {value!r:.80}"
+        )
+
+
+def _description(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"a team member's description must be a string, not {value!r:.80}")
+
+
 @attrs.frozen
 class Member:
     """A team member: its ``name``, the ``ref`` to ask, and a ``description`` (used by a
     Router's classifier and by a Hierarchy's delegate tool)."""
 
-    name: str
-    ref: ActorRef
-    description: str = ""
+    name: str = attrs.field(validator=_member_name)
+    ref: ActorRef = attrs.field(validator=_member_ref)
+    description: str = attrs.field(default="", validator=_description)
 
 
 MemberLike = ActorRef | Member | tuple[str, ActorRef] | tuple[str, ActorRef, str]
@@ -78,6 +102,11 @@ def _member(value: MemberLike) -> Member:
 def _members(values: Iterable[MemberLike] | Mapping[str, ActorRef]) -> tuple[Member, ...]:
     if isinstance(values, Mapping):
         members = tuple(Member(name, ref) for name, ref in values.items())
+    elif isinstance(values, str | ActorRef | Member) or not isinstance(values, Iterable):
+        raise TypeError(
+            "team members are given as a list (of ActorRef, Member or (name, ref) tuples) "
+            f"or a mapping of names to refs, not {values!r:.80}"
+        )
     else:
         members = tuple(_member(value) for value in values)
     if not members:
@@ -117,8 +146,30 @@ async def ask_member(
     return response
 
 
+def _combine(message: Message, steps: Sequence[Response], **fields: Any) -> Response:
+    """A team's response: ``message``, with ``usage``, ``rounds`` and ``tool_calls``
+    summed over ``steps`` (its ``agent`` is filled in by the team actor)."""
+    usage = Usage()
+    for step in steps:
+        usage = usage + step.usage
+    return Response(
+        message,
+        usage,
+        rounds=sum(step.rounds for step in steps),
+        tool_calls=sum(step.tool_calls for step in steps),
+        steps=tuple(steps),
+        **fields,
+    )
+
+
+def _team_name(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"a team's name must be a string, not {value!r:.80}")
+
+
 class _TeamActor(Actor):
-    """Serves each prompt in a task of its own, bounded by the asker's deadline."""
+    """Serves each prompt in a task of its own, bounded by the asker's deadline; the
+    response is named after the team's actor."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -131,6 +182,7 @@ class _TeamActor(Actor):
         reply = ctx.detach_reply() if ctx.asked else None
         deadline = ctx.deadline
         prompt = message
+        spawned_as = ctx.self.name
 
         async def serve() -> None:
             try:
@@ -146,7 +198,7 @@ class _TeamActor(Actor):
                             raise  # a bug: supervised as a failure of the team
                         return
                     if reply is not None:
-                        reply.send(response)
+                        reply.send(attrs.evolve(response, agent=spawned_as))
             finally:
                 await close_stream(prompt.stream)
 
@@ -163,10 +215,15 @@ class _TeamActor(Actor):
 @attrs.frozen
 class Pipeline:
     """Each member's answer becomes the next member's prompt; the last one's answer is
-    the team's (and only the last member streams)."""
+    the team's (and only the last member streams).
+
+    The response's ``steps`` are the stages' responses, first to last; its ``usage``,
+    ``rounds`` and ``tool_calls`` are their sums. ``name`` is used in log messages; the
+    response is named after the team's actor.
+    """
 
     members: tuple[Member, ...] = attrs.field(converter=_members)
-    name: str = "pipeline"
+    name: str = attrs.field(default="pipeline", validator=_team_name)
 
     def create_actor(self) -> Actor:
         """A fresh team actor (the spec is what ``spawn`` takes)."""
@@ -180,15 +237,13 @@ class _PipelineActor(_TeamActor):
 
     async def answer(self, prompt: Prompt) -> Response:
         text = prompt.text
-        usage = Usage()
-        response: Response | None = None
+        steps: list[Response] = []
         last = len(self.spec.members) - 1
         for index, member in enumerate(self.spec.members):
             response = await ask_member(member, text, prompt.stream if index == last else None)
-            usage = usage + response.usage
+            steps.append(response)
             text = response.text
-        assert response is not None
-        return attrs.evolve(response, usage=usage, agent=self.spec.name)
+        return _combine(steps[-1].message, steps)
 
 
 # -- Broadcast --------------------------------------------------------------------------
@@ -198,13 +253,15 @@ class _PipelineActor(_TeamActor):
 class Broadcast:
     """Every member answers the same prompt, all at once; every answer is kept.
 
-    The response's ``parts`` hold each member's reply or error, in member order; its
-    message joins the answers as ``[name] text`` paragraphs. If every member failed,
-    the first failure is raised. A stream receives the joined text once all answered.
+    The response's ``parts`` hold each member's reply or error, in member order, and
+    its ``steps`` the responses of the members that answered, in member order (the
+    totals are their sums); its message joins the answers as ``[name] text``
+    paragraphs. If every member failed, the first failure is raised. A stream receives
+    the joined text once all answered.
     """
 
     members: tuple[Member, ...] = attrs.field(converter=_members)
-    name: str = "broadcast"
+    name: str = attrs.field(default="broadcast", validator=_team_name)
 
     def create_actor(self) -> Actor:
         """A fresh team actor (the spec is what ``spawn`` takes)."""
@@ -226,31 +283,23 @@ class _BroadcastActor(_TeamActor):
             except TinyAgentsError as error:
                 parts[index] = MemberReply(member.name, error=error)
 
-        async with trio.open_nursery() as nursery:
+        # an unexpected error of one member's task (a bug) leaves as itself
+        async with open_service_nursery() as nursery:
             for index, member in enumerate(members):
                 nursery.start_soon(one, index, member)
-        answered = [part for part in parts if part.response is not None]
+        answered = [(part.member, part.response) for part in parts if part.response is not None]
         if not answered:
             first = parts[0].error
             assert first is not None
             raise first
-        usage = Usage()
-        for part in answered:
-            assert part.response is not None
-            usage = usage + part.response.usage
-        text = "\n\n".join(
-            f"[{part.member}] {part.response.text}" for part in answered if part.response
+        text = "\n\n".join(f"[{member}] {response.text}" for member, response in answered)
+        response = _combine(
+            Message.assistant(text), [response for _, response in answered], parts=tuple(parts)
         )
         if prompt.stream is not None:
             await prompt.stream.send(Chunk(delta=text))
-            await prompt.stream.send(Chunk(finish_reason="stop", usage=usage))
-        return Response(
-            Message.assistant(text),
-            usage,
-            self.spec.name,
-            rounds=sum(part.response.rounds for part in answered if part.response),
-            parts=tuple(parts),
-        )
+            await prompt.stream.send(Chunk(finish_reason="stop", usage=response.usage))
+        return response
 
 
 # -- Router -----------------------------------------------------------------------------
@@ -271,6 +320,24 @@ def _pick(answer: str, names: Sequence[str]) -> str | None:
     return min(found)[1] if found else None
 
 
+def _route(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(
+            f"Router route must be a function from the prompt's text to a member name, "
+            f"not {value!r:.80}"
+        )
+
+
+def _classifier(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, ActorRef):
+        raise TypeError(f"Router classifier must be an ActorRef of an agent, not {value!r:.80}")
+
+
+def _fallback(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"Router fallback must be a member name, not {value!r:.80}")
+
+
 @attrs.frozen
 class Router:
     """Answer through one member, chosen per prompt.
@@ -279,14 +346,15 @@ class Router:
     ``classifier``, a ref to an agent that is shown the members' names and descriptions
     and answers with a name. When the choice is not a member, ``fallback`` (a member
     name; by default the first member) answers. ``routed_to`` in the response names the
-    member that answered.
+    member that answered; its ``steps`` are the classifier's response (when a
+    classifier chose) and the chosen member's, and its totals their sums.
     """
 
     members: tuple[Member, ...] = attrs.field(converter=_members)
-    route: Callable[[str], str] | None = None
-    classifier: ActorRef | None = None
-    fallback: str | None = None
-    name: str = "router"
+    route: Callable[[str], str] | None = attrs.field(default=None, validator=_route)
+    classifier: ActorRef | None = attrs.field(default=None, validator=_classifier)
+    fallback: str | None = attrs.field(default=None, validator=_fallback)
+    name: str = attrs.field(default="router", validator=_team_name)
 
     def __attrs_post_init__(self) -> None:
         if (self.route is None) == (self.classifier is None):
@@ -320,22 +388,21 @@ class _RouterActor(_TeamActor):
     async def answer(self, prompt: Prompt) -> Response:
         spec = self.spec
         names = [member.name for member in spec.members]
-        usage = Usage()
+        steps: list[Response] = []
         if spec.route is not None:
             choice: str | None = spec.route(prompt.text)
         else:
             assert spec.classifier is not None
             classifier = Member("classifier", spec.classifier)
             verdict = await ask_member(classifier, self.classifier_prompt(prompt.text))
-            usage = usage + verdict.usage
+            steps.append(verdict)
             choice = _pick(verdict.text, names)
         if choice not in names:
             choice = spec.fallback or names[0]
         member = next(member for member in spec.members if member.name == choice)
         response = await ask_member(member, prompt.text, prompt.stream)
-        return attrs.evolve(
-            response, usage=usage + response.usage, agent=spec.name, routed_to=member.name
-        )
+        steps.append(response)
+        return _combine(response.message, steps, routed_to=member.name)
 
 
 # -- Hierarchy --------------------------------------------------------------------------
@@ -345,8 +412,9 @@ class DelegateTool:
     """The ``delegate(worker, task)`` tool a Hierarchy gives its supervisor agent.
 
     It asks the named worker with the task (with the time left of the supervisor's
-    turn) and returns the worker's answer as the tool result; the worker's usage is
-    added to the supervisor's turn.
+    turn) and returns the worker's answer as the tool result; the worker's response is
+    reported to the supervisor's turn (:func:`~tinyagents.agent.report_response`), so
+    it becomes one of that turn's steps and its usage counts in the turn's.
     """
 
     def __init__(self, workers: Sequence[Member]) -> None:
@@ -388,8 +456,15 @@ class DelegateTool:
         if not isinstance(task, str) or not task:
             raise ValueError("task must be a non-empty string")
         response = await ask_member(self.workers[name], task)
-        report_usage(response.usage)
+        report_response(response)
         return response.text
+
+
+def _supervisor(instance: object, attribute: attrs.Attribute[Agent], value: object) -> None:
+    if not isinstance(value, Agent):
+        raise TypeError(
+            f"Hierarchy supervisor must be an Agent spec (the team spawns it), not {value!r:.80}"
+        )
 
 
 @attrs.frozen
@@ -397,15 +472,17 @@ class Hierarchy:
     """A supervisor agent that delegates to workers.
 
     ``supervisor`` is an :class:`~tinyagents.agent.Agent` spec: the team spawns it as its
-    child, adding a generated ``delegate(worker, task)`` tool that knows the workers (by
-    name and description). Several delegations in one round run concurrently (the
-    agent's tool calls do); the workers' answers come back as tool results; the
-    supervisor's final answer is the team's, with the workers' usage included.
+    child (named ``supervisor``), adding a generated ``delegate(worker, task)`` tool that
+    knows the workers (by name and description). Several delegations in one round run
+    concurrently (the agent's tool calls do); the workers' answers come back as tool
+    results; the supervisor's final answer is the team's. The response has one step,
+    the supervisor's turn, whose steps are the workers' responses; the totals include
+    the workers'.
     """
 
-    supervisor: Agent
+    supervisor: Agent = attrs.field(validator=_supervisor)
     workers: tuple[Member, ...] = attrs.field(converter=_members)
-    name: str = "hierarchy"
+    name: str = attrs.field(default="hierarchy", validator=_team_name)
 
     def create_actor(self) -> Actor:
         """A fresh team actor (the spec is what ``spawn`` takes)."""
@@ -426,10 +503,14 @@ class _HierarchyActor(_TeamActor):
     async def answer(self, prompt: Prompt) -> Response:
         assert self.supervisor is not None
         response = await ask_member(self.supervisor, prompt.text, prompt.stream)
-        return attrs.evolve(response, agent=self.spec.name)
+        return _combine(response.message, [response])
 
 
 # -- Debate -----------------------------------------------------------------------------
+
+
+def _rounds(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    check_int(value, "Debate rounds (an int >= 1)", minimum=1)
 
 
 @attrs.frozen
@@ -438,19 +519,18 @@ class Debate:
 
     Each debater sees the topic and the transcript so far; the arbiter sees the whole
     transcript and streams its verdict. The response is the arbiter's answer, with the
-    ``transcript`` of (speaker, text) pairs, the verdict last.
+    ``transcript`` of (speaker, text) pairs, the verdict last, and as ``steps`` every
+    speech's response then the arbiter's (the totals are their sums).
     """
 
     debaters: tuple[Member, ...] = attrs.field(converter=_members)
     arbiter: Member = attrs.field(converter=_member)
-    rounds: int = 2
-    name: str = "debate"
+    rounds: int = attrs.field(default=2, validator=_rounds)
+    name: str = attrs.field(default="debate", validator=_team_name)
 
     def __attrs_post_init__(self) -> None:
         if len(self.debaters) < 2:
             raise ValueError("a Debate needs at least two debaters")
-        if self.rounds < 1:
-            raise ValueError(f"a Debate needs rounds >= 1, not {self.rounds}")
 
     def create_actor(self) -> Actor:
         """A fresh team actor (the spec is what ``spawn`` takes)."""
@@ -470,7 +550,7 @@ class _DebateActor(_TeamActor):
     async def answer(self, prompt: Prompt) -> Response:
         spec = self.spec
         transcript: list[tuple[str, str]] = []
-        usage = Usage()
+        steps: list[Response] = []
         for round_ in range(1, spec.rounds + 1):
             for debater in spec.debaters:
                 text = (
@@ -479,17 +559,13 @@ class _DebateActor(_TeamActor):
                     f"of {spec.rounds}, answering the others."
                 )
                 response = await ask_member(debater, text)
-                usage = usage + response.usage
+                steps.append(response)
                 transcript.append((debater.name, response.text))
         verdict_prompt = (
             f"{_render(prompt.text, transcript)}\n\n"
             "You are the arbiter. Weigh the arguments and decide."
         )
         verdict = await ask_member(spec.arbiter, verdict_prompt, prompt.stream)
+        steps.append(verdict)
         transcript.append((spec.arbiter.name, verdict.text))
-        return attrs.evolve(
-            verdict,
-            usage=usage + verdict.usage,
-            agent=spec.name,
-            transcript=tuple(transcript),
-        )
+        return _combine(verdict.message, steps, transcript=tuple(transcript))
