@@ -7,7 +7,12 @@ process speaks three LLM dialects side by side with no global state:
 * summarise — the Anthropic adapter (Messages API),
 * format    — the Mistral adapter (its flavour of chat completions).
 
-The final stage streams its answer to the terminal while the ask waits.
+Each stage is shown as it runs: its name, provider and model, its output as it streams
+in, the time it took and the tokens its provider reported ("unknown" when a provider
+does not report them: llama-server, for one, sends no usage on a Mistral-style stream).
+Then the team's answer, and a summary built from the team's ``Response``: one line per
+stage from ``Response.steps``, and the totals (model calls, tool calls, tokens) that the
+team summed over its members.
 
 Where the models come from:
 
@@ -29,15 +34,17 @@ import argparse
 import math
 import os
 import re
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import attrs
 import trio
 
 from tinyagents import ActorSystem
 from tinyagents.agent import Agent, Prompt, Response
-from tinyagents.llm import Chunk, Provider
+from tinyagents.llm import ChatRequest, ChatResponse, Chunk, Provider, Usage
 from tinyagents.llm.anthropic import Anthropic
 from tinyagents.llm.mistral import Mistral
 from tinyagents.llm.openai import OpenAI
@@ -142,6 +149,131 @@ def _models(default: str) -> tuple[str, str, str]:
     return "gpt-4o-mini", "claude-3-5-haiku-latest", "mistral-small-latest"
 
 
+# -- showing each stage as it runs ---------------------------------------------------------
+
+
+def tokens(usage: Usage) -> str:
+    """Token counts as reported, and "unknown" for what the provider did not report."""
+    if usage.known:
+        return f"{usage.input_tokens} in / {usage.output_tokens} out tokens"
+    if usage.total_tokens == 0:
+        return "tokens unknown (not reported)"
+    return (
+        f"at least {usage.input_tokens} in / {usage.output_tokens} out tokens "
+        f"({plural(usage.unreported, 'call')} did not report usage)"
+    )
+
+
+class Wrapped:
+    """Writes streamed text indented and word-wrapped, a word as soon as it is whole
+    (deltas may end in the middle of one)."""
+
+    def __init__(self, indent: str = "    ", width: int | None = None) -> None:
+        self.indent = indent
+        self.width = width or min(100, shutil.get_terminal_size((88, 24)).columns)
+        self.column = 0  # 0: nothing written on this line yet
+        self.space = ""
+        self.word = ""
+
+    def write(self, text: str) -> None:
+        for piece in re.split(r"(\n| +)", text):
+            if piece == "\n":
+                self._flush()
+                print(flush=True)
+                self.column, self.space = 0, ""
+            elif piece.startswith(" "):
+                self._flush()
+                self.space = piece
+            else:
+                self.word += piece
+
+    def _flush(self) -> None:
+        word, self.word = self.word, ""
+        if not word:
+            return
+        if self.column and self.column + len(self.space) + len(word) > self.width:
+            print()
+            self.column = 0
+        if self.column:
+            print(self.space, end="")
+            self.column += len(self.space)
+        else:
+            print(self.indent, end="")
+            self.column = len(self.indent)
+        print(word, end="", flush=True)
+        self.column += len(word)
+        self.space = ""
+
+    def end(self) -> None:
+        self._flush()
+        if self.column:
+            print(flush=True)
+        self.column, self.space = 0, ""
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+@attrs.define
+class Call:
+    """One model call a stage made, as it was seen."""
+
+    stage: str
+    seconds: float
+    usage: Usage
+
+
+class Shown:
+    """A provider that shows the calls of one pipeline stage as they happen.
+
+    It wraps the stage's adapter (and is a provider itself, like the library's
+    middleware): before each call it prints the stage, provider and model; it asks the
+    adapter to stream (a Pipeline streams only its last stage to the caller, so this is
+    how the first stages' text is seen as it arrives), prints each delta, forwards the
+    chunks to the agent's own stream if it passed one, and ends with the time taken and
+    the tokens the provider reported.
+    """
+
+    def __init__(self, provider: Provider, stage: str, label: str, calls: list[Call]) -> None:
+        self.provider = provider
+        self.name = provider.name
+        self.stage = stage
+        self.label = label
+        self.calls = calls
+
+    async def chat(
+        self, request: ChatRequest, *, stream: trio.abc.SendChannel[Chunk] | None = None
+    ) -> ChatResponse:
+        print(f"{self.label} {self.stage} · {self.provider.name} · {request.model}", flush=True)
+        start = trio.current_time()
+        send, receive = trio.open_memory_channel[Chunk](math.inf)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._show, receive, stream)
+                response = await self.provider.chat(request, stream=send)
+        finally:
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+        seconds = trio.current_time() - start
+        self.calls.append(Call(self.stage, seconds, response.usage))
+        print(f"    -- {seconds:.2f} s, {tokens(response.usage)}\n", flush=True)
+        return response
+
+    @staticmethod
+    async def _show(
+        receive: trio.MemoryReceiveChannel[Chunk], forward: trio.abc.SendChannel[Chunk] | None
+    ) -> None:
+        out = Wrapped()
+        async for chunk in receive:  # ends when the adapter closes the stream
+            if chunk.delta:
+                out.write(chunk.delta)
+            if forward is not None:
+                await forward.send(chunk)
+        out.end()
+
+
 # -- the team --------------------------------------------------------------------------------
 
 
@@ -155,32 +287,48 @@ async def main(local_model: bool = False) -> None:
         source, where = stub_providers(), "offline stub servers speaking each real wire format"
     async with source as (openai, anthropic, mistral, model), ActorSystem("flagship") as system:
         extract_model, summarise_model, format_model = _models(model)
+        plan = (
+            ("extract", openai, extract_model, EXTRACT),
+            ("summarise", anthropic, summarise_model, SUMMARISE),
+            ("format", mistral, format_model, FORMAT),
+        )
+        calls: list[Call] = []
         stages = [
-            Agent(name, provider, stage_model, system=instructions, max_tokens=160, temperature=0)
-            for name, provider, stage_model, instructions in (
-                ("extract", openai, extract_model, EXTRACT),
-                ("summarise", anthropic, summarise_model, SUMMARISE),
-                ("format", mistral, format_model, FORMAT),
+            Agent(
+                name,
+                Shown(provider, name, f"[{number}/{len(plan)}]", calls),
+                stage_model,
+                system=instructions,
+                max_tokens=160,
+                temperature=0,
             )
+            for number, (name, provider, stage_model, instructions) in enumerate(plan, 1)
         ]
         refs = [await system.spawn(stage, name=stage.id) for stage in stages]
         team = await system.spawn(Pipeline(refs), name="flagship")
 
         print(f"Models: {where}")
         print("Pipeline: extract (OpenAI) -> summarise (Anthropic) -> format (Mistral)\n")
-        send, receive = trio.open_memory_channel[Chunk](math.inf)
-        async with trio.open_nursery() as nursery:
+        start = trio.current_time()
+        response: Response = await team.ask(Prompt(ARTICLE), timeout=300)
+        seconds = trio.current_time() - start
 
-            async def show() -> None:
-                async for chunk in receive:
-                    print(chunk.delta, end="", flush=True)
-
-            nursery.start_soon(show)
-            response: Response = await team.ask(Prompt(ARTICLE, stream=send), timeout=300)
+        print(f"Result of the {response.agent!r} pipeline:\n")
+        result = Wrapped()
+        result.write(response.text.strip())
+        result.end()
+        print("\nStages (from the team's Response.steps):")
+        for step, stage in zip(response.steps, stages, strict=True):
+            taken = sum(call.seconds for call in calls if call.stage == step.agent)
+            print(
+                f"  {step.agent:<10} {stage.provider.name:<10} "
+                f"{plural(step.rounds, 'model call'):<14} {taken:6.2f} s   {tokens(step.usage)}"
+            )
         print(
-            f"\n\n[{response.agent}: {response.usage.input_tokens} input + "
-            f"{response.usage.output_tokens} output tokens over three providers; "
-            f"dead letters: {system.dead_letters}]"
+            f"Total: {plural(response.rounds, 'model call')}, "
+            f"{plural(response.tool_calls, 'tool call')} in {seconds:.2f} s "
+            f"(dead letters: {system.dead_letters})\n"
+            f"       {tokens(response.usage)}"
         )
 
 
