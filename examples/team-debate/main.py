@@ -91,7 +91,7 @@ async def main() -> None:
         print("\n\nTranscript:")
         for speaker, said in response.transcript[:-1]:
             print(f"  {speaker}: {said}")
-        print(f"\n[{response.usage.total_tokens} tokens in total]")
+        print(f"\n[{len(response.steps)} turns, {response.usage} in total]")
 
 
 if __name__ == "__main__":

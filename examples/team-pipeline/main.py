@@ -68,7 +68,9 @@ async def run(base_url: str, model: str, where: str) -> None:
         print(f"(model: {model} via {where})\n")
         response: Response = await team.ask(Prompt(TEXT), timeout=180)
         print(response.text)
-        print(f"\n[{response.usage.total_tokens} tokens over {len(stages)} stages]")
+        print(f"\n[{response.agent}: {response.rounds} model calls, {response.usage}]")
+        for step in response.steps:  # each stage's own response, in order
+            print(f"  {step.agent}: {step.usage}")
 
 
 async def main() -> None:
