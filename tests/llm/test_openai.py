@@ -245,12 +245,15 @@ async def test_stream_assembles_fragmented_tool_calls(stub: OpenAIStub, provider
     assert response.finish_reason == "tool_calls"
 
 
-async def test_stream_without_usage_reports_zero_usage(stub: OpenAIStub, provider: OpenAI) -> None:
+async def test_stream_without_usage_reports_unknown_usage(
+    stub: OpenAIStub, provider: OpenAI
+) -> None:
     stub.script(StubReply(text="ok"))
     response, chunks = await collect(provider, ask(options={"stream_options": None}))
     assert stub.requests[-1].json["stream_options"] is None
-    assert response.usage == Usage()
-    assert chunks[-1] == Chunk(finish_reason="stop", usage=Usage())
+    assert response.usage == Usage.unknown()
+    assert not response.usage.known
+    assert chunks[-1] == Chunk(finish_reason="stop", usage=Usage.unknown())
 
 
 async def test_length_finish_reason(stub: OpenAIStub, provider: OpenAI) -> None:
