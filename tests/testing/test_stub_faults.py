@@ -6,8 +6,7 @@ Every stub answers exactly as its service does when the quota is spent (see
 spend-limit 429, Mistral's 429 with no tokens left this month, Ollama's usage-limit 429,
 and none of them with retry advice. An adapter should read that as a
 :class:`~tinyagents.errors.RateLimited` with ``quota_exhausted=True``, which is not
-retryable, so ``Retry`` gives up at once. The adapters that do not (yet) recognise their
-service's reply are marked ``xfail`` (strict: the mark must go when the adapter learns).
+retryable, so ``Retry`` gives up at once; every adapter does.
 """
 
 from __future__ import annotations
@@ -90,25 +89,9 @@ DIALECTS = {
     ),
 }
 
-# What the adapter does with its service's faithful quota reply, where it is wrong.
-MISREAD = {
-    "anthropic": "the Anthropic adapter reads every 429 rate_limit_error as retryable; it "
-    "does not look at error.details.error_code == 'enforced_spend_limit_reached'",
-    "ollama": "the Ollama adapter reads every 429 as retryable; it does not recognise the "
-    "'reached your ... usage limit' text Ollama's cloud sends",
-    "mistral": "the Mistral adapter reads every 429 as retryable; it does not look at "
-    "x-ratelimit-remaining-tokens-month: 0",
-}
 
-
-def dialects(*, mark_misread: bool) -> Any:
-    params = []
-    for name in DIALECTS:
-        marks = []
-        if mark_misread and name in MISREAD:
-            marks.append(pytest.mark.xfail(reason=MISREAD[name], strict=True))
-        params.append(pytest.param(name, marks=marks, id=name))
-    return pytest.mark.parametrize("name", params)
+def dialects() -> Any:
+    return pytest.mark.parametrize("name", list(DIALECTS))
 
 
 @pytest.fixture
@@ -126,7 +109,7 @@ async def call(provider: HTTPProvider, *, streaming: bool) -> BaseException:
     return caught.value
 
 
-@dialects(mark_misread=False)
+@dialects()
 async def test_the_quota_reply_is_the_services(name: str) -> None:
     dialect = DIALECTS[name]
     async with dialect.stub() as stub, httpx.AsyncClient() as http:
@@ -184,7 +167,7 @@ def test_a_quota_fault_carries_no_retry_advice() -> None:
     assert fault.status == 429
 
 
-@dialects(mark_misread=True)
+@dialects()
 @pytest.mark.parametrize("streaming", [False, True], ids=["complete", "stream"])
 async def test_the_adapter_reads_a_spent_quota_as_not_retryable(
     name: str, served: tuple[StubServer, HTTPProvider], streaming: bool
@@ -199,7 +182,7 @@ async def test_the_adapter_reads_a_spent_quota_as_not_retryable(
     assert error.status == (402 if name == "openrouter" else 429)
 
 
-@dialects(mark_misread=True)
+@dialects()
 async def test_retry_gives_up_on_a_spent_quota_at_once(
     name: str, served: tuple[StubServer, HTTPProvider]
 ) -> None:
@@ -212,7 +195,7 @@ async def test_retry_gives_up_on_a_spent_quota_at_once(
     assert len(stub.requests) == 1
 
 
-@dialects(mark_misread=False)
+@dialects()
 async def test_a_plain_rate_limit_stays_retryable(
     name: str, served: tuple[StubServer, HTTPProvider]
 ) -> None:

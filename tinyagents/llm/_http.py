@@ -323,8 +323,9 @@ class HTTPProvider:
         key = self._api_key()
         return {"authorization": f"Bearer {key}"} if key else {}
 
-    def _error_message(self, body: Any, text: str) -> tuple[str, bool]:
-        """The readable message of an error body, and whether it says the quota is spent."""
+    def _error_message(self, body: Any, text: str, headers: Mapping[str, str]) -> tuple[str, bool]:
+        """The readable message of an error reply (its parsed JSON ``body``, its ``text``
+        and ``headers``), and whether it says the quota is spent (not worth retrying)."""
         if isinstance(body, Mapping):
             error = body.get("error", body)
             if isinstance(error, Mapping):
@@ -344,7 +345,7 @@ class HTTPProvider:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        message, quota = self._error_message(body, text)
+        message, quota = self._error_message(body, text, response.headers)
         key = self.__api_key
         if key:
             message = message.replace(key, "[redacted]")  # some services echo the key

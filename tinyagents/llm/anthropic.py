@@ -54,6 +54,8 @@ from ._types import ChatRequest, ChatResponse, Chunk, Message, ToolCall, ToolSpe
 
 __all__ = ["ANTHROPIC_VERSION", "Anthropic"]
 
+_SPEND_LIMIT = "enforced_spend_limit_reached"
+
 ANTHROPIC_VERSION = "2023-06-01"
 """The ``anthropic-version`` header the adapter sends unless told otherwise."""
 
@@ -310,12 +312,16 @@ class Anthropic(HTTPProvider):
         """``x-api-key`` and ``anthropic-version``."""
         return {"x-api-key": self._api_key(), "anthropic-version": self.version}
 
-    def _error_message(self, body: Any, text: str) -> tuple[str, bool]:
-        """``"<error.type>: <error.message>"`` of an Anthropic error body."""
+    def _error_message(self, body: Any, text: str, headers: Mapping[str, str]) -> tuple[str, bool]:
+        """``"<error.type>: <error.message>"`` of an Anthropic error body; the quota is
+        spent when ``error.details.error_code`` is ``enforced_spend_limit_reached`` (the
+        429 Anthropic sends once an organisation's spend limit is reached)."""
         error = body.get("error") if isinstance(body, Mapping) else None
         if isinstance(error, Mapping) and error.get("type") and error.get("message"):
-            return f"{error['type']}: {error['message']}", False
-        return super()._error_message(body, text)
+            details = error.get("details")
+            code = details.get("error_code") if isinstance(details, Mapping) else None
+            return f"{error['type']}: {error['message']}", code == _SPEND_LIMIT
+        return super()._error_message(body, text, headers)
 
     def _body(self, request: ChatRequest, *, stream: bool = False) -> dict[str, Any]:
         """The JSON body of the Messages API request for ``request``."""

@@ -97,15 +97,20 @@ class Mistral(OpenAI):
             )
         return super()._payload_error(payload)
 
-    def _error_message(self, body: Any, text: str) -> tuple[str, bool]:
+    def _error_message(self, body: Any, text: str, headers: Mapping[str, str]) -> tuple[str, bool]:
+        """Mistral's messages; the quota is spent when the reply says no tokens are left
+        this month (``x-ratelimit-remaining-tokens-month: 0``): Mistral sends the same
+        429 body for a short-term rate limit and for a spent monthly quota."""
+        spent = headers.get("x-ratelimit-remaining-tokens-month", "").strip() == "0"
         if (
             isinstance(body, Mapping)
             and "error" not in body
             and ("message" in body or "detail" in body)
         ):
             message = _message_text(body.get("message", body))
-            return message or text[:300] or "(empty body)", False
-        return super()._error_message(body, text)
+            return message or text[:300] or "(empty body)", spent
+        message, quota = super()._error_message(body, text, headers)
+        return message, quota or spent
 
 
 def _message_text(message: Any) -> str:

@@ -32,6 +32,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -51,6 +52,9 @@ from ._http import (
 from ._types import ChatRequest, ChatResponse, Chunk, Message, ToolCall, ToolSpec, Usage
 
 __all__ = ["OLLAMA_TIMEOUT", "Ollama"]
+
+# what Ollama's cloud says once an account's hourly or weekly allowance is spent
+_USAGE_LIMIT = re.compile(r"reached your \w+ usage limit", re.IGNORECASE)
 
 _DEFAULT_PORT = 11434
 
@@ -153,6 +157,12 @@ class Ollama(HTTPProvider):
         return body
 
     # -- errors --------------------------------------------------------------------------
+
+    def _error_message(self, body: Any, text: str, headers: Mapping[str, str]) -> tuple[str, bool]:
+        """Ollama's ``{"error": "..."}``; the quota is spent when it says the account
+        "reached your ... usage limit" (Ollama's cloud models, hourly or weekly)."""
+        message, quota = super()._error_message(body, text, headers)
+        return message, quota or _USAGE_LIMIT.search(message) is not None
 
     async def _raise_for_status(self, response: httpx.Response) -> None:
         try:
