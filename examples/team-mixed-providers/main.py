@@ -106,7 +106,7 @@ async def local_model_providers() -> AsyncIterator[tuple[Provider, Provider, Pro
     def progress(line: str) -> None:
         print(f"  [llama.cpp] {line}", flush=True)
 
-    print("Preparing the local model (the first run builds llama-server)...", flush=True)
+    # llama_server_binary reports through progress only when it has to build the binary
     binary = await trio.to_thread.run_sync(lambda: llama_server_binary(progress=progress))
     model = smollm2_model_path()
     async with LlamaServer(binary, model) as server:
