@@ -7,10 +7,11 @@ Each raises at construction, naming the argument and what was expected: a
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from enum import Enum
 from typing import TypeVar
 
-__all__ = ["check_enum", "check_int", "check_number", "check_seconds"]
+__all__ = ["check_enum", "check_int", "check_number", "check_seconds", "check_strings"]
 
 E = TypeVar("E", bound=Enum)
 
@@ -62,3 +63,17 @@ def check_enum(value: object, kind: type[E], name: str) -> E:
         return value
     choices = ", ".join(f"{kind.__name__}.{member.name}" for member in kind)
     raise TypeError(f"{name} must be one of {choices}, not {value!r}")
+
+
+def check_strings(value: object, name: str) -> tuple[str, ...]:
+    """A sequence of ``str`` as a tuple; a lone ``str`` (or ``bytes``) is refused, since
+    iterating it would give its characters."""
+    if isinstance(value, str | bytes):
+        raise TypeError(f"{name} must be a sequence of str, not the single string {value!r:.80}")
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a sequence of str, not {value!r:.80}")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"{name} must hold str items, not {item!r:.80}")
+    return items

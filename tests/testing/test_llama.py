@@ -252,7 +252,7 @@ def test_missing_files_are_clear_errors(tmp_path: Path, fake_binary: Path, model
         ({"startup_timeout": 0}, ValueError, "startup_timeout must be > 0 seconds"),
         ({"stop_timeout": -1}, ValueError, "stop_timeout must be >= 0 seconds"),
         ({"extra_args": "--flag value"}, TypeError, "not the single string"),
-        ({"extra_args": ["-n", 5]}, TypeError, "must hold str arguments"),
+        ({"extra_args": ["-n", 5]}, TypeError, "must hold str items"),
     ],
 )
 def test_bad_arguments_fail_at_construction(

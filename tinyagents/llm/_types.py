@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 import attrs
 import trio
 
-from .._validate import check_int, check_number
+from .._validate import check_int, check_number, check_strings
 
 __all__ = [
     "ChatRequest",
@@ -69,13 +69,7 @@ def _specs(value: Iterable[ToolSpec]) -> tuple[ToolSpec, ...]:
 def _strings(value: Iterable[str]) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
-    if not isinstance(value, Iterable):
-        raise TypeError(f"stop must be a string or a sequence of strings, not {value!r:.80}")
-    items = tuple(value)
-    for item in items:
-        if not isinstance(item, str):
-            raise TypeError(f"stop must hold strings, not {item!r:.80}")
-    return items
+    return check_strings(value, "stop")
 
 
 def _string(instance: object, attribute: attrs.Attribute[str], value: str) -> None:

@@ -31,7 +31,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 
 from .._address import format_address
+from .._validate import check_strings
 from ._ports import HOST, check_port, free_port
 from ._process import ManagedProcess
 
@@ -365,7 +366,7 @@ class LlamaServer:
         self.threads = _positive_int(threads, "threads") if threads is not None else _cpus()
         self.startup_timeout = _seconds(startup_timeout, "startup_timeout", allow_zero=False)
         self.stop_timeout = _seconds(stop_timeout, "stop_timeout")
-        self.extra_args = _arguments(extra_args, "extra_args")
+        self.extra_args = check_strings(extra_args, "extra_args (such as ['--flag', 'value'])")
         self._port: int | None = None
         self._process: ManagedProcess | None = None
 
@@ -523,16 +524,3 @@ def _seconds(value: object, what: str, *, allow_zero: bool = True) -> float:
     return float(value)
 
 
-def _arguments(value: object, what: str) -> tuple[str, ...]:
-    if isinstance(value, str | bytes):
-        raise TypeError(
-            f"{what} must be a sequence of arguments such as ['--flag', 'value'], "
-            f"not the single string {value!r}"
-        )
-    if not isinstance(value, Iterable):
-        raise TypeError(f"{what} must be a sequence of str, not {value!r}")
-    items = tuple(value)
-    for item in items:
-        if not isinstance(item, str):
-            raise TypeError(f"{what} must hold str arguments, not {item!r}")
-    return items

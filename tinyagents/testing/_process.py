@@ -25,6 +25,8 @@ from typing import IO, Any, Self
 
 import trio
 
+from .._validate import check_seconds
+
 __all__ = ["ManagedProcess", "describe_exit"]
 
 TAIL_LINES = 30
@@ -79,8 +81,7 @@ class ManagedProcess:
     ) -> None:
         if isinstance(command, str) or not command:
             raise TypeError(f"command must be a non-empty sequence of arguments, not {command!r}")
-        if not isinstance(stop_timeout, int | float) or not stop_timeout >= 0:
-            raise ValueError(f"stop_timeout must be a number of seconds >= 0, not {stop_timeout!r}")
+        stop_timeout = check_seconds(stop_timeout, "stop_timeout", inf=False)
         self.command = [os.fspath(part) for part in command]
         self.label = label if label is not None else Path(self.command[0]).name
         self.stop_timeout = float(stop_timeout)
