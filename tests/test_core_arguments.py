@@ -10,25 +10,52 @@ from typing import Any
 import pytest
 
 import tinyagents as ta
+from tinyagents.llm.ollama import Ollama
+from tinyagents.llm.openai import OpenAI
+from tinyagents.tool import tool
 
 CASES: list[tuple[Callable[[], Any], type[Exception], str]] = [
     (lambda: ta.ActorSystem(""), ValueError, "non-empty name"),
     (lambda: ta.ActorSystem(shutdown_timeout="5"), TypeError, "shutdown_timeout must be a number"),
-    (lambda: ta.ActorSystem(shutdown_timeout=-1), ValueError, "shutdown_timeout must be >= 0"),
+    (
+        lambda: ta.ActorSystem(shutdown_timeout=-1),
+        ValueError,
+        "shutdown_timeout must be a number of seconds >= 0",
+    ),
     (lambda: ta.ActorSystem(ask_timeout=None), TypeError, "ask_timeout must be a number"),
-    (lambda: ta.ActorSystem(ask_timeout=0), ValueError, "ask_timeout must be > 0"),
+    (
+        lambda: ta.ActorSystem(ask_timeout=0),
+        ValueError,
+        "ask_timeout must be a number of seconds > 0",
+    ),
     (lambda: ta.ActorSystem(ask_timeout=math.nan), ValueError, "not NaN"),
     (lambda: ta.ActorSystem(rng=3), TypeError, "rng must be a random.Random"),
     (lambda: ta.Backoff(initial="1"), TypeError, "Backoff initial must be a number"),
     (lambda: ta.Backoff(maximum=math.inf), ValueError, "Backoff maximum must be finite"),
     (lambda: ta.Backoff(multiplier="x"), TypeError, "Backoff multiplier must be a number"),
     (lambda: ta.Backoff(jitter=None), TypeError, "Backoff jitter must be a number"),
-    (lambda: ta.Backoff(reset_after=-2), ValueError, "Backoff reset_after must be >= 0"),
+    (
+        lambda: ta.Backoff(reset_after=-2),
+        ValueError,
+        "Backoff reset_after must be a number of seconds >= 0",
+    ),
     (lambda: ta.OneForOne(max_restarts="3"), TypeError, "max_restarts"),
     (lambda: ta.OneForOne(max_restarts=-1), ValueError, "max_restarts"),
     (lambda: ta.OneForOne(within="1m"), TypeError, "within"),
     (lambda: ta.AllForOne(backoff=1.0), TypeError, "backoff"),
     (lambda: ta.Bounded(3, overflow="drop_oldest"), TypeError, "overflow must be one of"),
+    (
+        lambda: tool(name="t", timeout=0)(lambda: None),
+        ValueError,
+        r"a tool's timeout \(None or seconds\) must be a number of seconds > 0",
+    ),
+    (lambda: tool(name="t", timeout="5s")(lambda: None), TypeError, "a tool's timeout"),
+    (
+        lambda: OpenAI(api_key="k", call_timeout=-1),
+        ValueError,
+        r"call_timeout \(None or seconds\) must be a number of seconds > 0",
+    ),
+    (lambda: Ollama(call_timeout="30"), TypeError, "call_timeout"),
 ]
 
 

@@ -349,8 +349,8 @@ async def test_shutdown_stops_an_actor_hung_in_its_started_hook(
 @pytest.mark.parametrize(
     ("grace", "error", "problem"),
     [
-        (-1.0, ValueError, "must be >= 0"),
-        (math.nan, ValueError, "must be a number, not NaN"),
+        (-1.0, ValueError, "must be a number of seconds >= 0"),
+        (math.nan, ValueError, "must be a number of seconds, not NaN"),
         ("1", TypeError, "must be a number"),
         (True, TypeError, "must be a number"),
     ],

@@ -24,28 +24,32 @@ def check_number(
     above: bool = False,
     maximum: float = math.inf,
     allow_inf: bool = False,
+    kind: str = "a number",
 ) -> float:
     """``value`` as a float: a real number (not a bool, not NaN), ``>= minimum`` (``>``
-    when ``above``), ``<= maximum``, finite unless ``allow_inf``."""
+    when ``above``), ``<= maximum``, finite unless ``allow_inf``. ``kind`` names what
+    is expected in the messages ("a number of seconds")."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, not {value!r}")
+        raise TypeError(f"{name} must be {kind}, not {value!r}")
     number = float(value)
     if math.isnan(number):
-        raise ValueError(f"{name} must be a number, not NaN")
+        raise ValueError(f"{name} must be {kind}, not NaN")
     if math.isinf(number) and not allow_inf:
         raise ValueError(f"{name} must be finite, not {value!r}")
     if number < minimum or (above and number == minimum):
         bound = f"> {minimum:g}" if above else f">= {minimum:g}"
-        raise ValueError(f"{name} must be {bound}, not {value!r}")
+        raise ValueError(f"{name} must be {kind} {bound}, not {value!r}")
     if number > maximum:
-        raise ValueError(f"{name} must be <= {maximum:g}, not {value!r}")
+        raise ValueError(f"{name} must be {kind} <= {maximum:g}, not {value!r}")
     return number
 
 
 def check_seconds(value: object, name: str, *, zero: bool = True, inf: bool = True) -> float:
     """A duration in seconds: ``>= 0`` (``> 0`` unless ``zero``), ``math.inf`` allowed
     unless ``inf`` is false."""
-    return check_number(value, name, minimum=0.0, above=not zero, allow_inf=inf)
+    return check_number(
+        value, name, minimum=0.0, above=not zero, allow_inf=inf, kind="a number of seconds"
+    )
 
 
 def check_int(value: object, name: str, *, minimum: int | None = None) -> int:

@@ -134,7 +134,7 @@ def _max_restarts(instance: object, attribute: attrs.Attribute[Any], value: Any)
 
 def _within(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
-        _validate.check_seconds(value, "within (None or seconds >= 0)", inf=False)
+        _validate.check_seconds(value, "within (None or seconds)", inf=False)
 
 
 @attrs.frozen

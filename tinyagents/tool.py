@@ -68,6 +68,7 @@ import attrs
 import cattrs
 import trio
 
+from ._validate import check_seconds
 from .errors import (
     InvalidToolArguments,
     ToolError,
@@ -608,8 +609,8 @@ class FunctionTool(Generic[_P, _R]):
             raise ValueError(
                 f"invalid tool name {name!r}: use 1-64 letters, digits, '_' or '-' (name=...)"
             )
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"a tool's timeout must be > 0 seconds or None, not {timeout!r}")
+        if timeout is not None:
+            timeout = check_seconds(timeout, "a tool's timeout (None or seconds)", zero=False)
         self.fn = fn
         self.timeout = timeout
         self.is_async = _is_async(fn)

@@ -43,9 +43,13 @@ REQUEST = ChatRequest("m", [Message.user("hi")])
         (lambda: Fault(FaultKind.STATUS, 42), ValueError, r"status must be an HTTP status"),
         (lambda: Fault(FaultKind.STATUS, "500"), ValueError, "status must be an HTTP status"),
         (lambda: Fault(FaultKind.STATUS, 500, 7), TypeError, "message"),
-        (lambda: Fault.rate_limited(-1), ValueError, "retry_after must be None or seconds"),
+        (
+            lambda: Fault.rate_limited(-1),
+            ValueError,
+            r"retry_after \(None or seconds\) must be a number of seconds >= 0",
+        ),
         (lambda: Fault.rate_limited(math.nan), ValueError, "retry_after"),
-        (lambda: Fault.overloaded("soon"), ValueError, "retry_after"),  # type: ignore[arg-type]
+        (lambda: Fault.overloaded("soon"), TypeError, "retry_after"),  # type: ignore[arg-type]
         (lambda: Fault.server_error(404), ValueError, "server_error takes a 5xx status"),
         (lambda: Fault.status_code(200), ValueError, r"error status \(400\.\.599\)"),
         (lambda: Fault.truncated(-1), ValueError, "after must be an int >= 0"),
@@ -82,8 +86,8 @@ def test_good_faults_are_unchanged() -> None:
         ({"usage": (1, 2)}, TypeError, "usage"),
         ({"finish_reason": 1}, TypeError, "finish_reason"),
         ({"chunk_size": 0}, ValueError, "chunk_size must be an int >= 1"),
-        ({"delay": -0.1}, ValueError, "delay must be None or seconds >= 0"),
-        ({"delay": None}, ValueError, "delay must be seconds >= 0"),
+        ({"delay": -0.1}, ValueError, "delay must be a number of seconds >= 0"),
+        ({"delay": None}, TypeError, "delay must be a number of seconds, not None"),
         ({"fault": "rate_limited"}, TypeError, "fault"),
     ],
 )

@@ -16,6 +16,7 @@ import attrs
 import httpx
 import trio
 
+from .._validate import check_seconds
 from ..errors import (
     AuthenticationError,
     BadRequest,
@@ -283,8 +284,8 @@ class HTTPProvider:
         self.base_url = (base_url or self.default_base_url).rstrip("/")
         if name is not None:
             self.name = name
-        if call_timeout is not None and not call_timeout > 0:
-            raise ValueError(f"call_timeout must be > 0 seconds, not {call_timeout!r}")
+        if call_timeout is not None:
+            call_timeout = check_seconds(call_timeout, "call_timeout (None or seconds)", zero=False)
         self.call_timeout = call_timeout
         self._client = httpx.AsyncClient(
             timeout=timeout,

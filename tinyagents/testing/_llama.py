@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import importlib.util
-import math
 import os
 import re
 import shutil
@@ -39,7 +38,7 @@ from typing import Any
 import httpx
 
 from .._address import format_address
-from .._validate import check_strings
+from .._validate import check_int, check_seconds, check_strings
 from ._ports import HOST, check_port, free_port
 from ._process import ManagedProcess
 
@@ -362,10 +361,12 @@ class LlamaServer:
         self.binary = Path(_path(binary, "binary"))
         self.model = Path(_path(model, "model"))
         self._requested_port = check_port(port)
-        self.context = _positive_int(context, "context")
-        self.threads = _positive_int(threads, "threads") if threads is not None else _cpus()
-        self.startup_timeout = _seconds(startup_timeout, "startup_timeout", allow_zero=False)
-        self.stop_timeout = _seconds(stop_timeout, "stop_timeout")
+        self.context = check_int(context, "context", minimum=1)
+        self.threads = check_int(threads, "threads", minimum=1) if threads is not None else _cpus()
+        self.startup_timeout = check_seconds(
+            startup_timeout, "startup_timeout", zero=False, inf=False
+        )
+        self.stop_timeout = check_seconds(stop_timeout, "stop_timeout", inf=False)
         self.extra_args = check_strings(extra_args, "extra_args (such as ['--flag', 'value'])")
         self._port: int | None = None
         self._process: ManagedProcess | None = None
@@ -505,22 +506,3 @@ def _path(value: object, what: str) -> str | os.PathLike[str]:
     if isinstance(value, os.PathLike):
         return value
     raise TypeError(f"{what} must be a path (a str or pathlib.Path), not {value!r}")
-
-
-def _positive_int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, not {value!r}")
-    if value < 1:
-        raise ValueError(f"{what} must be >= 1, not {value}")
-    return value
-
-
-def _seconds(value: object, what: str, *, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{what} must be a number of seconds, not {value!r}")
-    if math.isnan(value) or value < 0 or (not allow_zero and value == 0):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{what} must be {bound} seconds, not {value!r}")
-    return float(value)
-
-

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable, Iterable
 
 import trio
 
+from .._validate import check_seconds
 from ..llm._http import close_stream
 from ..llm._types import ChatRequest, ChatResponse, Chunk, Message, Usage
 
@@ -112,10 +112,7 @@ class ScriptedProvider:
             raise TypeError(f"chunk_size must be an int >= 1, not {chunk_size!r}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be an int >= 1, not {chunk_size!r}")
-        if isinstance(delay, bool) or not isinstance(delay, int | float):
-            raise TypeError(f"delay must be a number of seconds >= 0, not {delay!r}")
-        if not math.isfinite(delay) or delay < 0:
-            raise ValueError(f"delay must be a number of seconds >= 0, not {delay!r}")
+        delay = check_seconds(delay, "delay", inf=False)
         if default is not None:
             _check_step(default, "default")
         self.name = name

@@ -34,6 +34,7 @@ import attrs
 import trio
 
 from .._address import format_address, parse_address
+from .._validate import check_seconds
 from ..errors import InvalidAddress
 from ._ports import HOST, free_port
 from ._process import TAIL_LINES as _TAIL_LINES
@@ -178,12 +179,6 @@ def _check_key(key: object) -> str | None:
     return key
 
 
-def _seconds(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{what} must be a number of seconds > 0, not {value!r}")
-    return float(value)
-
-
 class SerfAgent:
     """A ``serf agent`` on 127.0.0.1 for the duration of an ``async with`` or ``with`` block.
 
@@ -241,9 +236,13 @@ class SerfAgent:
         self.encrypt_key = _check_key(encrypt_key)
         self.join_targets = _targets(join)
         self.log_level = log_level
-        self.startup_timeout = _seconds(startup_timeout, "startup_timeout")
-        self.command_timeout = _seconds(command_timeout, "command_timeout")
-        self.stop_timeout = _seconds(stop_timeout, "stop_timeout")
+        self.startup_timeout = check_seconds(
+            startup_timeout, "startup_timeout", zero=False, inf=False
+        )
+        self.command_timeout = check_seconds(
+            command_timeout, "command_timeout", zero=False, inf=False
+        )
+        self.stop_timeout = check_seconds(stop_timeout, "stop_timeout", zero=False, inf=False)
         self.extra_args = tuple(extra_args)
         self._binary: str | None = None
         self._bind_port: int | None = None

@@ -21,6 +21,7 @@ import trio
 
 from .._address import format_address
 from .._nursery import open_service_nursery
+from .._validate import check_seconds
 from ..llm._types import ToolCall, Usage
 from ._ports import check_host, check_port
 
@@ -64,21 +65,12 @@ def _http_status(instance: object, attribute: attrs.Attribute[int], value: objec
 
 
 def _seconds_or_none(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{attribute.name} must be None or seconds >= 0, not {value!r}")
+    if value is not None:
+        check_seconds(value, f"{attribute.name} (None or seconds)", inf=False)
 
 
 def _seconds(instance: object, attribute: attrs.Attribute[float], value: object) -> None:
-    if value is None:
-        raise ValueError(f"{attribute.name} must be seconds >= 0, not None")
-    _seconds_or_none(instance, attribute, value)
+    check_seconds(value, attribute.name, inf=False)
 
 
 def _count(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
