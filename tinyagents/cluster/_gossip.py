@@ -21,8 +21,11 @@ from typing import Self
 import attrs
 import trio
 
+from .._address import Address, format_address, parse_address
+from .._nursery import open_service_nursery
 from ..actor import ActorSystem
 from ..errors import SystemNotRunning
+from ._arguments import check_instance, check_system, member_id, member_meta
 from ._errors import ClusterError, JoinFailed, MalformedMessage
 from ._member import (
     Member,
@@ -58,7 +61,6 @@ from ._wire import (
     encode_message,
     encode_packet,
     encode_stream,
-    encode_tags,
     ip_from_bytes,
     ip_to_bytes,
 )
@@ -564,13 +566,6 @@ class _Pending:
     on_ack: Callable[[], None] | None = None
 
 
-def _parse_seed(seed: str | tuple[str, int]) -> tuple[str, int]:
-    if isinstance(seed, tuple):
-        return seed
-    host, _, port = seed.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 class GossipCluster:
     """A node of a memberlist-compatible gossip cluster, as a service of an actor
     system::
@@ -589,7 +584,7 @@ class GossipCluster:
         system: ActorSystem,
         *,
         id: str | None = None,
-        bind: tuple[str, int] = ("127.0.0.1", 0),
+        bind: Address = ("127.0.0.1", 0),
         meta: bytes | None = None,
         tags: Mapping[str, str] | None = None,
         config: GossipConfig | None = None,
@@ -597,16 +592,20 @@ class GossipCluster:
         label: str = "",
         versions: ProtocolVersions | None = None,
     ) -> None:
-        if meta is not None and tags is not None:
-            raise TypeError("give meta or tags, not both")
-        self._system = system
-        self._id = id if id is not None else system.name
-        self._bind = bind
-        self._meta = encode_tags(tags) if tags is not None else (meta or b"")
-        self.config = config if config is not None else GossipConfig()
-        self._keyring = keyring
-        self._label = label or ""
-        self._versions = versions if versions is not None else ProtocolVersions()
+        self._system = check_system(system, "GossipCluster")
+        self._id = member_id(id, system)
+        self._bind = parse_address(bind, what="bind")
+        self._meta = member_meta(meta, tags)
+        self.config = check_instance(config, GossipConfig, "config") or GossipConfig()
+        self._keyring = check_instance(keyring, Keyring, "keyring")
+        if not isinstance(label, str):
+            raise TypeError(f"label must be a str, not {label!r}")
+        if len(label.encode()) > 255:
+            raise ValueError(f"label must be at most 255 bytes of UTF-8, not {label!r}")
+        self._label = label
+        self._versions = (
+            check_instance(versions, ProtocolVersions, "versions") or ProtocolVersions()
+        )
         self.stats = GossipStats()
         self._table: MemberTable | None = None
         self._udp: trio.socket.SocketType | None = None
@@ -641,22 +640,29 @@ class GossipCluster:
     def members(self) -> list[Member]:
         return self.table.members()
 
-    async def join(self, *seeds: str | tuple[str, int]) -> int:
-        """Push-pull with each seed over TCP; returns how many answered."""
+    async def join(self, *seeds: Address) -> int:
+        """Push-pull with each seed over TCP; returns how many answered.
+
+        Each seed is ``"host:port"`` or ``(host, port)``. Raises
+        :class:`~tinyagents.errors.InvalidAddress` (a ``ValueError``) before any
+        traffic when a seed is neither, and :class:`~tinyagents.cluster.JoinFailed`
+        when no seed answered.
+        """
         await trio.lowlevel.checkpoint()
+        addresses = [parse_address(seed, what="seed") for seed in seeds]
         if self._left:
             raise ClusterError(f"cannot join: {self!r} has left the cluster, for good")
         self.table  # noqa: B018 - raises when not started
         if not seeds:
             return 0
-        names = [s if isinstance(s, str) else f"{s[0]}:{s[1]}" for s in seeds]
+        names = [format_address(address) for address in addresses]
         joined = 0
         errors = []
-        for seed in seeds:
+        for name, address in zip(names, addresses, strict=True):
             try:
-                await self._push_pull(_parse_seed(seed), join=True)
+                await self._push_pull(address, join=True)
             except (*_NETWORK_ERRORS, ClusterError, ValueError, TypeError) as error:
-                errors.append(f"{seed}: {error}")
+                errors.append(f"{name}: {error}")
             else:
                 joined += 1
         if not joined:
@@ -731,7 +737,7 @@ class GossipCluster:
     @asynccontextmanager
     async def _run(self, listeners: list[trio.SocketListener]) -> AsyncIterator[None]:
         try:
-            async with trio.open_nursery() as nursery:
+            async with open_service_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._receive_loop)
                 nursery.start_soon(trio.serve_listeners, self._handle_stream, listeners)
@@ -1082,7 +1088,7 @@ class GossipCluster:
                     pending.acked.set()
 
             with trio.move_on_at(start + interval):
-                async with trio.open_nursery() as nursery:
+                async with open_service_nursery() as nursery:
                     if config.tcp_pings and target.versions.pmax >= 3:
                         nursery.start_soon(tcp_fallback)
                     await pending.acked.wait()

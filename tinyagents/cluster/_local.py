@@ -10,8 +10,10 @@ from typing import Self
 import attrs
 import trio
 
+from .._address import Address, format_address, parse_address
 from ..actor import ActorSystem
 from ..errors import SystemNotRunning
+from ._arguments import check_instance, check_system, member_id, member_meta
 from ._errors import ClusterError, JoinFailed
 from ._member import (
     Member,
@@ -22,7 +24,6 @@ from ._member import (
     MemberUpdated,
     ProtocolVersions,
 )
-from ._wire import encode_tags
 
 __all__ = ["LocalCluster"]
 
@@ -68,18 +69,18 @@ class LocalCluster:
         system: ActorSystem,
         *,
         id: str | None = None,
-        address: tuple[str, int] = ("127.0.0.1", 0),
+        address: Address = ("127.0.0.1", 0),
         meta: bytes | None = None,
         tags: Mapping[str, str] | None = None,
         versions: ProtocolVersions | None = None,
     ) -> None:
-        self._system = system
+        self._system = check_system(system, "LocalCluster")
         self._phase = _Phase.NEW
         self._member = Member(
-            id if id is not None else system.name,
-            address,
-            _meta(meta, tags) or b"",
-            versions=versions if versions is not None else ProtocolVersions(),
+            member_id(id, system),
+            parse_address(address, what="address"),
+            member_meta(meta, tags),
+            versions=check_instance(versions, ProtocolVersions, "versions") or ProtocolVersions(),
         )
 
     def __repr__(self) -> str:
@@ -114,14 +115,15 @@ class LocalCluster:
     ) -> None:
         await self.leave()
 
-    async def join(self, *seeds: str | tuple[str, int]) -> int:
+    async def join(self, *seeds: Address) -> int:
         """Return 0 when there are no seeds; raise
         :class:`~tinyagents.cluster.JoinFailed` when there are (a local cluster
-        cannot contact other nodes)."""
+        cannot contact other nodes), or :class:`~tinyagents.errors.InvalidAddress` when
+        a seed is neither ``"host:port"`` nor ``(host, port)``."""
         await trio.lowlevel.checkpoint()
+        names = [format_address(parse_address(seed, what="seed")) for seed in seeds]
         self._check_running("join")
         if seeds:
-            names = [seed if isinstance(seed, str) else f"{seed[0]}:{seed[1]}" for seed in seeds]
             raise JoinFailed(
                 f"a LocalCluster is a single node in-process: it cannot join {', '.join(names)} "
                 "(use a gossip cluster to join other nodes)",
@@ -148,9 +150,9 @@ class LocalCluster:
         Returns the updated member."""
         await trio.lowlevel.checkpoint()
         self._check_running("update")
-        new_meta = _meta(meta, tags)
-        if new_meta is None:
+        if meta is None and tags is None:
             raise TypeError("update() needs meta or tags")
+        new_meta = member_meta(meta, tags)
         self._member = attrs.evolve(
             self._member, meta=new_meta, incarnation=(self._member.incarnation + 1) % (1 << 32)
         )
@@ -165,11 +167,3 @@ class LocalCluster:
 
     def _publish(self, event: MemberEvent) -> None:
         self._system.events.publish(event)
-
-
-def _meta(meta: bytes | None, tags: Mapping[str, str] | None) -> bytes | None:
-    if meta is not None and tags is not None:
-        raise TypeError("give meta or tags, not both")
-    if tags is not None:
-        return encode_tags(tags)
-    return meta
