@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import random
@@ -167,6 +168,12 @@ class GossipStats:
     """Streams whose message did not decode, or that timed out."""
     rejected_messages: int = 0
     """Decoded messages whose content was invalid (bad address, meta too large...)."""
+    probes: int = 0
+    """Members probed (one each probe interval)."""
+    probes_failed: int = 0
+    """Probes that got no ack, direct, indirect or over TCP: each one a suspicion."""
+    probes_refused: int = 0
+    """Failed probes cut short because the member's TCP port refused the connection."""
 
 
 # -- dissemination ----------------------------------------------------------------------
@@ -557,6 +564,23 @@ _NETWORK_ERRORS = (
     trio.BrokenResourceError,
     trio.ClosedResourceError,
 )
+
+
+class _TcpPing(enum.Enum):
+    ACKED = "acked"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether a failed connect was refused: ``ConnectionRefusedError`` itself, or
+    ``trio.open_tcp_stream``'s ``OSError`` whose every attempt was refused."""
+    if isinstance(error, ConnectionRefusedError):
+        return True
+    cause = error.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        return all(_refused(inner) for inner in cause.exceptions)
+    return cause is not None and _refused(cause)
 
 
 @attrs.define
@@ -950,15 +974,22 @@ class GossipCluster:
         self.table.verify_versions(reply.nodes)
         self.table.merge(reply.nodes, trio.current_time())
 
-    async def _tcp_ping(self, member: Member, ping: Ping) -> bool:
+    async def _tcp_ping(self, member: Member, ping: Ping) -> _TcpPing:
+        """Ping ``member`` over TCP: ``ACKED``; ``REFUSED`` when its port refused the
+        connection (nothing listens there: the node is gone); ``FAILED`` otherwise."""
         try:
             stream = await trio.open_tcp_stream(*member.address)
+        except OSError as error:
+            return _TcpPing.REFUSED if _refused(error) else _TcpPing.FAILED
+        try:
             async with stream:
                 await self._write_frame(stream, ping)
                 reply = await self._read_frame(stream)
         except (*_NETWORK_ERRORS, MalformedMessage):
-            return False
-        return isinstance(reply, Ack) and reply.seq_no == ping.seq_no
+            return _TcpPing.FAILED
+        if isinstance(reply, Ack) and reply.seq_no == ping.seq_no:
+            return _TcpPing.ACKED
+        return _TcpPing.FAILED
 
     # -- loops --
 
@@ -1014,9 +1045,17 @@ class GossipCluster:
                     log.debug("push-pull with %s failed: %s", peer.id, error)
 
     async def _probe_loop(self) -> None:
+        """memberlist's probe ticker: a probe on every tick of ``probe_interval``, the
+        first after a random stagger; a probe that runs past the next tick (a failed one
+        waits the interval scaled by awareness) is followed at once by the next, and the
+        ticks it overran are skipped, as Go's ticker drops them."""
         order: list[str] = []
+        interval = self.config.probe_interval
+        tick = trio.current_time() + random.uniform(0, interval)
         while True:
-            await trio.sleep(self.table.awareness.scale(self.config.probe_interval))
+            await trio.sleep_until(tick)
+            now = trio.current_time()
+            tick += interval * (math.floor((now - tick) / interval) + 1)
             if self._left:
                 continue
             target: Member | None = None
@@ -1042,10 +1081,12 @@ class GossipCluster:
         config = self.config
         start = trio.current_time()
         interval = table.awareness.scale(config.probe_interval)
-        timeout = table.awareness.scale(config.probe_timeout)
+        # as memberlist: awareness lengthens the wait for indirect acks, not the UDP ack's
+        timeout = config.probe_timeout
         seq = self._next_seq()
         pending = _Pending()
         self._pending[seq] = pending
+        self.stats.probes += 1
         local = table.local
         ping = Ping(seq, target.id, ip_to_bytes(local.host), local.port, local.id)
         try:
@@ -1079,26 +1120,36 @@ class GossipCluster:
                     local.id,
                 )
                 await self._send(helper.address, [request])
-            tcp_ok = False
+            refused = False
 
-            async def tcp_fallback() -> None:
-                nonlocal tcp_ok
-                tcp_ok = await self._tcp_ping(target, ping)
-                if tcp_ok:
+            async def tcp_fallback(scope: trio.CancelScope) -> None:
+                nonlocal refused
+                outcome = await self._tcp_ping(target, ping)
+                if outcome is _TcpPing.ACKED:
                     pending.acked.set()
+                elif outcome is _TcpPing.REFUSED:
+                    # Its port refused us: nothing listens there, so no indirect ack can
+                    # come. Suspect it now rather than at the end of the interval (where
+                    # memberlist would); a node that is alive elsewhere refutes.
+                    refused = True
+                    scope.cancel()
 
-            with trio.move_on_at(start + interval):
+            with trio.move_on_at(start + interval) as waiting:
                 async with open_service_nursery() as nursery:
                     if config.tcp_pings and target.versions.pmax >= 3:
-                        nursery.start_soon(tcp_fallback)
+                        nursery.start_soon(tcp_fallback, waiting)
                     await pending.acked.wait()
                     nursery.cancel_scope.cancel()
             if pending.acked.is_set():  # an indirect ack, or the TCP fallback got through
                 table.awareness.apply(-1)
                 return
-            table.awareness.apply(
-                max(0, expected_nacks - pending.nacks) if expected_nacks > 0 else 1
-            )
+            if not refused:  # a refusal says the network works: our health is not in doubt
+                table.awareness.apply(
+                    max(0, expected_nacks - pending.nacks) if expected_nacks > 0 else 1
+                )
+            self.stats.probes_failed += 1
+            if refused:
+                self.stats.probes_refused += 1
             current = table.nodes[target.id].member
             table.suspect(Suspect(current.incarnation, target.id, self._id), trio.current_time())
         finally:
