@@ -7,13 +7,21 @@ Each raises at construction, naming the argument and what was expected: a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import TypeVar
 
-__all__ = ["check_enum", "check_int", "check_number", "check_seconds", "check_strings"]
+__all__ = [
+    "check_enum",
+    "check_int",
+    "check_items",
+    "check_number",
+    "check_seconds",
+    "check_strings",
+]
 
 E = TypeVar("E", bound=Enum)
+T = TypeVar("T")
 
 
 def check_number(
@@ -69,15 +77,22 @@ def check_enum(value: object, kind: type[E], name: str) -> E:
     raise TypeError(f"{name} must be one of {choices}, not {value!r}")
 
 
-def check_strings(value: object, name: str) -> tuple[str, ...]:
-    """A sequence of ``str`` as a tuple; a lone ``str`` (or ``bytes``) is refused, since
-    iterating it would give its characters."""
+def check_items(value: object, kind: type[T], name: str) -> tuple[T, ...]:
+    """A sequence of ``kind`` as a tuple; a lone ``kind``, a string, bytes or a mapping is
+    refused, since iterating it would take it apart."""
     if isinstance(value, str | bytes):
-        raise TypeError(f"{name} must be a sequence of str, not the single string {value!r:.80}")
-    if not isinstance(value, Iterable):
-        raise TypeError(f"{name} must be a sequence of str, not {value!r:.80}")
+        raise TypeError(
+            f"{name} must be a sequence of {kind.__name__}, not the single string {value!r:.80}"
+        )
+    if isinstance(value, kind | Mapping) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a sequence of {kind.__name__}, not {value!r:.80}")
     items = tuple(value)
     for item in items:
-        if not isinstance(item, str):
-            raise TypeError(f"{name} must hold str items, not {item!r:.80}")
+        if not isinstance(item, kind):
+            raise TypeError(f"{name} must hold {kind.__name__} items, not {item!r:.80}")
     return items
+
+
+def check_strings(value: object, name: str) -> tuple[str, ...]:
+    """A sequence of ``str`` as a tuple (see :func:`check_items`)."""
+    return check_items(value, str, name)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 import trio
 
-from .._validate import check_int, check_number, check_strings
+from .._validate import check_int, check_items, check_number, check_strings
 
 __all__ = [
     "ChatRequest",
@@ -39,31 +39,16 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return dict(value)
 
 
-T = TypeVar("T")
-
-
-def _items(value: Iterable[T], kind: type[T], what: str) -> tuple[T, ...]:
-    """``value`` as a tuple, every item a ``kind``; a lone item or a string is refused
-    (it would otherwise be taken apart)."""
-    if isinstance(value, kind | str | bytes | Mapping) or not isinstance(value, Iterable):
-        raise TypeError(f"{what} must be a sequence of {kind.__name__}, not {value!r:.80}")
-    items = tuple(value)
-    for item in items:
-        if not isinstance(item, kind):
-            raise TypeError(f"{what} must hold {kind.__name__} values, not {item!r:.80}")
-    return items
-
-
 def _calls(value: Iterable[ToolCall]) -> tuple[ToolCall, ...]:
-    return _items(value, ToolCall, "tool_calls")
+    return check_items(value, ToolCall, "tool_calls")
 
 
 def _messages(value: Iterable[Message]) -> tuple[Message, ...]:
-    return _items(value, Message, "ChatRequest messages")
+    return check_items(value, Message, "ChatRequest messages")
 
 
 def _specs(value: Iterable[ToolSpec]) -> tuple[ToolSpec, ...]:
-    return _items(value, ToolSpec, "ChatRequest tools")
+    return check_items(value, ToolSpec, "ChatRequest tools")
 
 
 def _strings(value: Iterable[str]) -> tuple[str, ...]:

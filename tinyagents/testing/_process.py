@@ -204,16 +204,19 @@ class ManagedProcess:
         if this instance was started before."""
         self._prepare()
         try:
-            self._trio = await trio.lowlevel.open_process(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.cwd,
-            )
+            self._trio = await trio.lowlevel.open_process(self.command, **self._options())
         except OSError as exc:
             raise self._could_not_start(exc) from exc
+
+    def _options(self) -> dict[str, Any]:
+        """How both modes start the process: no stdin, stdout and stderr to the log."""
+        return {
+            "stdin": subprocess.DEVNULL,
+            "stdout": self._log,
+            "stderr": subprocess.STDOUT,
+            "env": self.env,
+            "cwd": self.cwd,
+        }
 
     def _require_trio(self) -> trio.Process:
         if self._trio is None:
@@ -291,14 +294,7 @@ class ManagedProcess:
         """Start the process (blocking mode); see :meth:`astart`."""
         self._prepare()
         try:
-            self._popen = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.cwd,
-            )
+            self._popen = subprocess.Popen(self.command, **self._options())
         except OSError as exc:
             raise self._could_not_start(exc) from exc
 
