@@ -112,7 +112,13 @@ async def main() -> None:
 
                 nursery.start_soon(show)
                 response = await bot.ask(Prompt(question, stream=send), timeout=120)
-            print(f"\n    ({response.rounds} model calls, {response.tool_calls} tool calls)")
+            made = f"{calls(response.rounds, 'model')}, {calls(response.tool_calls, 'tool')}"
+            print(f"\n    ({made})")
+
+
+def calls(count: int, kind: str) -> str:
+    """``1 model call``, ``2 tool calls``."""
+    return f"{count} {kind} call" + ("" if count == 1 else "s")
 
 
 if __name__ == "__main__":
