@@ -16,6 +16,7 @@ __all__ = [
     "check_int",
     "check_items",
     "check_number",
+    "check_optional",
     "check_seconds",
     "check_strings",
 ]
@@ -91,6 +92,13 @@ def check_items(value: object, kind: type[T], name: str) -> tuple[T, ...]:
         if not isinstance(item, kind):
             raise TypeError(f"{name} must hold {kind.__name__} items, not {item!r:.80}")
     return items
+
+
+def check_optional(value: object, kind: type[T], name: str) -> T | None:
+    """``value`` if it is ``None`` or a ``kind``, else ``TypeError``."""
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"{name} must be a {kind.__name__} (or None), not {value!r}")
+    return value
 
 
 def check_strings(value: object, name: str) -> tuple[str, ...]:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TypeVar
 
 from ..actor import ActorSystem
 from ._errors import MetaTooLarge
 from ._wire import META_MAX_SIZE, encode_tags
 
-__all__ = ["check_instance", "check_system", "member_id", "member_meta"]
-
-T = TypeVar("T")
+__all__ = ["check_system", "member_id", "member_meta"]
 
 
 def check_system(system: object, service: str) -> ActorSystem:
@@ -47,10 +44,3 @@ def member_meta(meta: object, tags: object) -> bytes:
     if len(meta) > META_MAX_SIZE:
         raise MetaTooLarge(len(meta), META_MAX_SIZE)
     return meta
-
-
-def check_instance(value: object, kind: type[T], name: str) -> T | None:
-    """``value`` if it is ``None`` or a ``kind``, else ``TypeError``."""
-    if value is not None and not isinstance(value, kind):
-        raise TypeError(f"{name} must be a {kind.__name__} (or None), not {value!r}")
-    return value

@@ -24,9 +24,10 @@ import trio
 
 from .._address import Address, format_address, parse_address
 from .._nursery import open_service_nursery
+from .._validate import check_optional
 from ..actor import ActorSystem
 from ..errors import SystemNotRunning
-from ._arguments import check_instance, check_system, member_id, member_meta
+from ._arguments import check_system, member_id, member_meta
 from ._errors import ClusterError, JoinFailed, MalformedMessage
 from ._member import (
     Member,
@@ -620,15 +621,15 @@ class GossipCluster:
         self._id = member_id(id, system)
         self._bind = parse_address(bind, what="bind")
         self._meta = member_meta(meta, tags)
-        self.config = check_instance(config, GossipConfig, "config") or GossipConfig()
-        self._keyring = check_instance(keyring, Keyring, "keyring")
+        self.config = check_optional(config, GossipConfig, "config") or GossipConfig()
+        self._keyring = check_optional(keyring, Keyring, "keyring")
         if not isinstance(label, str):
             raise TypeError(f"label must be a str, not {label!r}")
         if len(label.encode()) > 255:
             raise ValueError(f"label must be at most 255 bytes of UTF-8, not {label!r}")
         self._label = label
         self._versions = (
-            check_instance(versions, ProtocolVersions, "versions") or ProtocolVersions()
+            check_optional(versions, ProtocolVersions, "versions") or ProtocolVersions()
         )
         self.stats = GossipStats()
         self._table: MemberTable | None = None
@@ -1143,13 +1144,13 @@ class GossipCluster:
             if pending.acked.is_set():  # an indirect ack, or the TCP fallback got through
                 table.awareness.apply(-1)
                 return
-            if not refused:  # a refusal says the network works: our health is not in doubt
+            self.stats.probes_failed += 1
+            if refused:  # a refusal says the network works: our health is not in doubt
+                self.stats.probes_refused += 1
+            else:
                 table.awareness.apply(
                     max(0, expected_nacks - pending.nacks) if expected_nacks > 0 else 1
                 )
-            self.stats.probes_failed += 1
-            if refused:
-                self.stats.probes_refused += 1
             current = table.nodes[target.id].member
             table.suspect(Suspect(current.incarnation, target.id, self._id), trio.current_time())
         finally:

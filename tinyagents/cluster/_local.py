@@ -11,9 +11,10 @@ import attrs
 import trio
 
 from .._address import Address, format_address, parse_address
+from .._validate import check_optional
 from ..actor import ActorSystem
 from ..errors import SystemNotRunning
-from ._arguments import check_instance, check_system, member_id, member_meta
+from ._arguments import check_system, member_id, member_meta
 from ._errors import ClusterError, JoinFailed
 from ._member import (
     Member,
@@ -80,7 +81,7 @@ class LocalCluster:
             member_id(id, system),
             parse_address(address, what="address"),
             member_meta(meta, tags),
-            versions=check_instance(versions, ProtocolVersions, "versions") or ProtocolVersions(),
+            versions=check_optional(versions, ProtocolVersions, "versions") or ProtocolVersions(),
         )
 
     def __repr__(self) -> str:
