@@ -30,6 +30,15 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     ├── ActorSystemError              misuse of an :class:`~tinyagents.ActorSystem`
     │   └── SystemNotRunning          the system is not open, or is shutting down
     ├── InvalidAddress                not ``"host:port"`` nor ``(host, port)`` (a ``ValueError``)
+    ├── TransportError                cross-node messaging (``tinyagents.transport``)
+    │   ├── FrameTooLarge             a frame over the limit: that connection is closed
+    │   ├── MalformedFrame            bytes that are not a frame or envelope (a ``ValueError``)
+    │   ├── HandshakeFailed           a peer was refused: wrong secret, cluster or version
+    │   ├── NodeUnreachable           the target's node cannot be reached, or has died
+    │   ├── RemoteError               a remote handler's exception, as its type and text
+    │   └── CodecError                a message could not be encoded or decoded (a ``ValueError``)
+    │       ├── NotSerializable       its type is not registered with ``@message``
+    │       └── UnknownMessageType    the receiver does not know the message's type id
     └── ProviderError                 an LLM provider call failed (``provider``, ``status``)
         ├── AuthenticationError       401/403: the key is missing, wrong or not allowed
         ├── BadRequest                400/404/409/413/422: the request itself is wrong
@@ -60,15 +69,21 @@ __all__ = [
     "AuthenticationError",
     "BadRequest",
     "BudgetExceeded",
+    "CodecError",
+    "FrameTooLarge",
+    "HandshakeFailed",
     "HookTimeout",
     "InvalidActorName",
     "InvalidAddress",
     "InvalidToolArguments",
     "MailboxError",
     "MailboxFull",
+    "MalformedFrame",
     "MessageDropped",
     "NameRegistered",
     "NoRoutees",
+    "NodeUnreachable",
+    "NotSerializable",
     "Overloaded",
     "ProtocolError",
     "ProviderConnectionError",
@@ -76,6 +91,7 @@ __all__ = [
     "ProviderTimeout",
     "RateLimited",
     "RegistryError",
+    "RemoteError",
     "ReplyError",
     "ServerError",
     "SystemNotRunning",
@@ -84,7 +100,9 @@ __all__ = [
     "ToolNameTaken",
     "ToolRoundsExceeded",
     "ToolTimeout",
+    "TransportError",
     "TurnDeadlineExceeded",
+    "UnknownMessageType",
     "UnknownTool",
 ]
 
@@ -458,3 +476,78 @@ class ProviderConnectionError(ProviderError):
 
 class ProtocolError(ProviderError):
     """The provider's reply was malformed or truncated: not what its API promises."""
+
+
+class TransportError(TinyAgentsError):
+    """Something went wrong carrying messages between nodes (``tinyagents.transport``)."""
+
+
+class FrameTooLarge(TransportError):
+    """A frame's announced length is over the limit; the connection carrying it is
+    closed (the node goes on). ``size`` and ``limit`` are in bytes."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"a frame of {size:,} bytes is over the limit of {limit:,} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class MalformedFrame(TransportError, ValueError):
+    """Bytes from a peer that are not a well-formed frame, envelope or handshake
+    message; the connection carrying them is closed (the node goes on)."""
+
+
+class HandshakeFailed(TransportError):
+    """A connection between two nodes was refused during its handshake: the shared
+    secret or TLS certificate did not check out, the cluster names or protocol versions
+    differ, or the peer did not answer in time. ``reason`` says which, in words; the
+    secret itself is never in it."""
+
+    def __init__(self, reason: str, *, peer: str | None = None) -> None:
+        where = f" with {peer}" if peer else ""
+        super().__init__(f"handshake{where} failed: {reason}")
+        self.reason = reason
+        self.peer = peer
+
+
+class NodeUnreachable(TransportError):
+    """The node of the target actor cannot be reached: the connection could not be
+    made or dropped, or the cluster declared the node dead or gone. Pending asks to
+    that node fail with it at once. ``node`` is the node's id."""
+
+    def __init__(self, node: str, detail: str) -> None:
+        super().__init__(f"node {node!r} is unreachable: {detail}")
+        self.node = node
+        self.detail = detail
+
+
+class RemoteError(TransportError):
+    """An exception raised on another node, as it arrived: its type's qualified name
+    (``type_name``, such as ``"ValueError"``), its text (``text``) and the ``node`` it
+    was raised on. It is the ``__cause__`` of the :class:`ActorFailed` that a remote
+    ask raises when the remote handler failed. The original exception object never
+    crosses the wire."""
+
+    def __init__(self, type_name: str, text: str, *, node: str) -> None:
+        super().__init__(f"{type_name}: {text} (raised on node {node!r})")
+        self.type_name = type_name
+        self.text = text
+        self.node = node
+
+
+class CodecError(TransportError, ValueError):
+    """A message could not be encoded for the wire, or a received one decoded."""
+
+
+class NotSerializable(CodecError, TypeError):
+    """A message (or a value inside it) cannot cross nodes: its type is neither a
+    built-in kind nor registered with :func:`tinyagents.transport.message`."""
+
+
+class UnknownMessageType(CodecError):
+    """The receiving node does not know a message's type id: the type is not
+    registered there (``type_id``)."""
+
+    def __init__(self, type_id: str, detail: str | None = None) -> None:
+        super().__init__(detail or f"unknown message type {type_id!r}: register it with @message")
+        self.type_id = type_id

@@ -1,0 +1,1 @@
+"""Cross-node messaging: frames, the message codec, the handshake, remote refs."""
