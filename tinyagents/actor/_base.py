@@ -113,6 +113,7 @@ class Reply:
         "_done",
         "_entry",
         "_error",
+        "_expired",
         "_owner",
         "_task",
         "_timer",
@@ -125,6 +126,8 @@ class Reply:
         self.message = message
         self._done = False
         self._abandoned = False
+        # a remote ask whose deadline passed: its message is skipped, not handled
+        self._expired = False
         self._value: object = None
         self._error: BaseException | None = None
         self._task: trio.lowlevel.Task | None = None

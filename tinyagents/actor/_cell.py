@@ -293,6 +293,13 @@ class ActorCell:
         return path
 
     @property
+    def node(self) -> str:
+        """The id of the node the actor lives on: this system's."""
+        return self.system.node_id
+
+    is_remote = False
+
+    @property
     def context(self) -> Context:
         ctx = self._context
         if ctx is None:
@@ -414,15 +421,21 @@ class ActorCell:
         if target.state == STOPPED:
             self.notify_terminated(target)
         else:
-            if target.watchers is None:
-                target.watchers = set()
-            target.watchers.add(self)
+            target.add_watcher(self)
 
     def unwatch(self, target: ActorCell) -> None:
         if self.watching is not None:
             self.watching.discard(target)
-        if target.watchers is not None:
-            target.watchers.discard(self)
+        target.remove_watcher(self)
+
+    def add_watcher(self, watcher: ActorCell) -> None:
+        if self.watchers is None:
+            self.watchers = set()
+        self.watchers.add(watcher)
+
+    def remove_watcher(self, watcher: ActorCell) -> None:
+        if self.watchers is not None:
+            self.watchers.discard(watcher)
 
     def notify_terminated(self, target: ActorCell) -> None:
         if self.state == STOPPED:
@@ -547,6 +560,11 @@ class ActorCell:
             if mailbox._senders:
                 mailbox.took_one()
             reply = envelope[2]
+            if reply is not None and reply._expired:
+                self.system._dead_letter(
+                    envelope[0], envelope[1], self.ref, DeadLetterReason.EXPIRED
+                )
+                continue
             self.current = envelope
             self.current_reply = reply
             if reply is not None:
@@ -769,8 +787,7 @@ class ActorCell:
         self.state = STOPPED
         if self.watching:
             for target in self.watching:
-                if target.watchers is not None:
-                    target.watchers.discard(self)
+                target.remove_watcher(self)
             self.watching = None
         if self.watchers:
             for watcher in self.watchers:

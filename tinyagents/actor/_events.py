@@ -36,6 +36,9 @@ class StopReason(enum.Enum):
     FAILED = "failed"
     """Its supervisor stopped it after a failure (``Stop``, ``Escalate``, or too many
     restarts)."""
+    NODE_UNREACHABLE = "node_unreachable"
+    """A remote actor's node died, left, restarted as a new incarnation, or could no
+    longer be reached; the error is a :class:`~tinyagents.errors.NodeUnreachable`."""
 
 
 class DeadLetterReason(enum.Enum):
@@ -55,6 +58,15 @@ class DeadLetterReason(enum.Enum):
     """A router had no routee to forward it to."""
     MAILBOX_FULL = "mailbox_full"
     """A ``FAIL`` mailbox refused a copy that a broadcast router passed on."""
+    NODE_UNREACHABLE = "node_unreachable"
+    """A remote recipient's node could not be reached, or the connection to it dropped
+    before the message was written."""
+    UNDECODABLE = "undecodable"
+    """The receiving node could not decode the message (an unknown type id, a payload
+    that does not structure)."""
+    EXPIRED = "expired"
+    """A remote ask's deadline passed while the message still waited in the mailbox:
+    nobody waits for its answer any more, so it was not handled."""
 
 
 @attrs.frozen

@@ -84,16 +84,41 @@ class ActorRef:
 
     @property
     def system_name(self) -> str:
-        """The name of the actor system the actor lives in."""
-        return self._cell.system.name
+        """The name of the actor system the actor lives in (for a remote actor, its
+        node's id, which is its system's name unless the node was given another)."""
+        cell = self._cell
+        return cell.node if cell.is_remote else cell.system.name
+
+    @property
+    def node(self) -> str:
+        """The id of the node the actor lives on (a local actor: its system's
+        :attr:`~tinyagents.ActorSystem.node_id`)."""
+        return self._cell.node
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the actor lives in this process's system (not on another node)."""
+        return not self._cell.is_remote
+
+    @property
+    def uri(self) -> str:
+        """The actor's address across nodes: ``tinyagents://<node>/user/...``, which
+        :meth:`~tinyagents.ActorSystem.ref_for` turns back into a ref."""
+        cell = self._cell
+        return f"tinyagents://{cell.node}{cell.path}"
 
     @property
     def is_alive(self) -> bool:
-        """Whether the actor has not yet stopped."""
+        """Whether the actor has not yet stopped (for a remote actor: as far as this
+        node knows; it learns of a stop by a watch, a failed delivery, or the node's
+        death)."""
         return self._cell.state < 3
 
     def __repr__(self) -> str:
-        return f"<ActorRef {self._cell.path}#{self._cell.uid}>"
+        cell = self._cell
+        if cell.is_remote:
+            return f"<ActorRef {self.uri}#{cell.uid}>"
+        return f"<ActorRef {cell.path}#{cell.uid}>"
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not ActorRef:

@@ -12,7 +12,8 @@ import trio
 
 from .._nursery import leaves
 from .._validate import check_seconds
-from ..errors import ActorSystemError, SystemNotRunning
+from .._address import parse_address
+from ..errors import ActorStopped, ActorSystemError, SystemNotRunning, TransportError
 from ..mailbox import MailboxSpec
 from ..registry import Registry
 from ..supervisor import SupervisorStrategy
@@ -24,6 +25,32 @@ from ._timer import AskTimer
 __all__ = ["ActorSystem"]
 
 logger = logging.getLogger("tinyagents.actor")
+
+
+_URI_SCHEME = "tinyagents://"
+
+
+def parse_actor_uri(uri: object) -> tuple[str, tuple[str, int] | None, str]:
+    """``(node, address or None, path)`` of ``tinyagents://node[@host:port]/user/...``.
+
+    Raises:
+        ValueError: anything else, saying what the form is.
+    """
+    form = "'tinyagents://<node>/user/<name>' or 'tinyagents://<node>@<host>:<port>/user/<name>'"
+    if not isinstance(uri, str) or not uri.startswith(_URI_SCHEME):
+        raise ValueError(f"an actor URI must look like {form}, not {uri!r}")
+    rest = uri[len(_URI_SCHEME) :]
+    slash = rest.find("/")
+    if slash <= 0:
+        raise ValueError(f"actor URI {uri!r} has no node or no path; expected {form}")
+    authority, path = rest[:slash], rest[slash:]
+    if not path.startswith("/user/") or len(path) == len("/user/") or "//" in path:
+        raise ValueError(f"actor URI {uri!r}: the path must be /user/..., as in {form}")
+    node, at, where = authority.partition("@")
+    if not node:
+        raise ValueError(f"actor URI {uri!r} names no node; expected {form}")
+    address = parse_address(where, what="actor URI") if at else None
+    return node, address, path
 
 
 class _State(enum.Enum):
@@ -135,6 +162,8 @@ class ActorSystem:
         self._clock: trio.abc.Clock = _NO_CLOCK
         self._timer_scope: trio.CancelScope | None = None
         self._terminated_hooks: list[Any] = []
+        # the node's transport while one runs (tinyagents.transport.Transport)
+        self._transport: Any = None
 
     def __repr__(self) -> str:
         return f"<ActorSystem {self.name!r} {self._state.value}>"
@@ -182,6 +211,43 @@ class ActorSystem:
     def children(self) -> list[ActorRef]:
         """Refs of the live top-level actors, in spawn order."""
         return [cell.ref for cell in (self._guardian.children or {}).values()]
+
+    @property
+    def node_id(self) -> str:
+        """This system's id among nodes: its transport's ``node`` while a
+        :class:`~tinyagents.transport.Transport` runs, else its :attr:`name`."""
+        transport = self._transport
+        return self.name if transport is None else transport.node  # type: ignore[no-any-return]
+
+    def ref_for(self, uri: str) -> ActorRef:
+        """A ref to the actor at ``uri``: ``tinyagents://<node>/user/...`` (what
+        :attr:`ActorRef.uri` gives), or ``tinyagents://<node>@<host>:<port>/user/...``
+        to say where that node's transport listens.
+
+        For this node, the live local actor. For another node, a remote ref through
+        this system's transport, made without any traffic: it denotes whatever actor
+        lives at that path there (no particular incarnation), and a message to a path
+        where nothing lives fails as for a stopped actor (an ask raises
+        ``ActorStopped`` at once, a tell is a dead letter on both nodes).
+
+        Raises:
+            ValueError: ``uri`` is not of that form.
+            ActorStopped: the URI names this node and no actor lives at the path.
+            TransportError: the URI names another node and no transport runs.
+        """
+        node, address, path = parse_actor_uri(uri)
+        if node == self.node_id and address is None:
+            ref = self.lookup(path)
+            if ref is None:
+                raise ActorStopped(path, detail=f"no actor lives at {path} on this node")
+            return ref
+        transport = self._transport
+        if transport is None:
+            raise TransportError(
+                f"cannot reach {uri!r}: actor system {self.name!r} has no transport "
+                "(open one with `async with Transport(system, ...)`)"
+            )
+        return transport.ref_for(node, path, address)  # type: ignore[no-any-return]
 
     def lookup(self, path: str) -> ActorRef | None:
         """The live actor at ``path`` (such as ``/user/team/bot``), or ``None``."""
