@@ -10,9 +10,9 @@ from typing import Any
 
 import trio
 
+from .._address import parse_address
 from .._nursery import leaves
 from .._validate import check_seconds
-from .._address import parse_address
 from ..errors import ActorStopped, ActorSystemError, SystemNotRunning, TransportError
 from ..mailbox import MailboxSpec
 from ..registry import Registry
@@ -217,7 +217,7 @@ class ActorSystem:
         """This system's id among nodes: its transport's ``node`` while a
         :class:`~tinyagents.transport.Transport` runs, else its :attr:`name`."""
         transport = self._transport
-        return self.name if transport is None else transport.node  # type: ignore[no-any-return]
+        return self.name if transport is None else transport.node
 
     def ref_for(self, uri: str) -> ActorRef:
         """A ref to the actor at ``uri``: ``tinyagents://<node>/user/...`` (what
