@@ -1,0 +1,367 @@
+"""Remote refs between real nodes on 127.0.0.1: separate actor systems in one process,
+each with its own Transport, talking over real TCP."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from tinyagents import Actor, ActorRef, ActorSystem, Context, StopReason, Terminated
+from tinyagents.agent import Agent, Prompt, Response
+from tinyagents.errors import (
+    ActorFailed,
+    ActorStopped,
+    AskTimeout,
+    NodeUnreachable,
+    NotSerializable,
+    RemoteError,
+    UnknownMessageType,
+)
+from tinyagents.events import DeadLetter, DeadLetterReason
+from tinyagents.llm import Chunk
+from tinyagents.testing import ScriptedProvider
+from tinyagents.transport import MessageRegistry, Transport, message
+
+GUARD = 20  # seconds: a test that hangs fails instead (no timing is asserted)
+
+
+class Echo(Actor):
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        if message == "boom":
+            raise ValueError("no booms here")
+        if message == "deadline":
+            return ctx.deadline - trio.current_time()
+        if message == "sender":
+            return ctx.sender
+        return message
+
+
+class Sleeper(Actor):
+    def __init__(self, received: trio.Event | None = None) -> None:
+        self.received = received
+
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        if self.received is not None:
+            self.received.set()
+        await trio.sleep_forever()
+
+
+class Collector(Actor):
+    def __init__(self, box: list[Any], event: trio.Event, expected: int = 1) -> None:
+        self.box = box
+        self.event = event
+        self.expected = expected
+
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        if isinstance(message, tuple | list) and message and message[0] == "watch":
+            ctx.watch(message[1])
+            return "watching"
+        self.box.append(message)
+        if len(self.box) >= self.expected:
+            self.event.set()
+        return None
+
+
+class Asker(Actor):
+    """Asks the ref it is sent, and answers with what that ref answered."""
+
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        target, question = message
+        return await target.ask(question, timeout=10)
+
+
+@message
+@attrs.frozen
+class Order:
+    item: str
+    count: int
+    reply_to: ActorRef | None = None
+
+
+@attrs.frozen
+class NotRegistered:
+    value: int
+
+
+@asynccontextmanager
+async def node(name: str, **options: Any) -> AsyncIterator[tuple[ActorSystem, Transport]]:
+    async with (
+        ActorSystem(name, shutdown_timeout=2) as system,
+        Transport(system, **options) as transport,
+    ):
+        yield system, transport
+
+
+def uri(transport: Transport, path: str) -> str:
+    host, port = transport.address
+    return f"tinyagents://{transport.node}@{host}:{port}{path}"
+
+
+async def test_tell_and_ask_across_nodes() -> None:
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, _), node("b") as (system_b, transport_b):
+            await system_b.spawn(Echo, name="echo")
+            ref = system_a.ref_for(uri(transport_b, "/user/echo"))
+            assert not ref.is_local
+            assert ref.node == "b"
+            assert ref.uri == "tinyagents://b/user/echo"
+            assert await ref.ask("hello", timeout=10) == "hello"
+            assert await ref.ask({"n": [1, 2.5, b"x", None]}, timeout=10) == {
+                "n": [1, 2.5, b"x", None]
+            }
+            box: list[Any] = []
+            done = trio.Event()
+            await system_b.spawn(lambda: Collector(box, done, 100), name="collector")
+            collector = system_a.ref_for(uri(transport_b, "/user/collector"))
+            for i in range(100):
+                await collector.tell(i)
+            await done.wait()
+            assert box == list(range(100))  # per-sender order is kept
+
+
+async def test_registered_messages_and_refs_inside_them_cross() -> None:
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, _), node("b") as (system_b, transport_b):
+            box: list[Any] = []
+            done = trio.Event()
+            local = await system_a.spawn(lambda: Collector(box, done), name="inbox")
+            await system_b.spawn(Echo, name="echo")
+            echo = system_a.ref_for(uri(transport_b, "/user/echo"))
+            answer = await echo.ask(Order("tea", 2, local), timeout=10)
+            assert answer == Order("tea", 2, local)
+            assert answer.reply_to is local  # our own ref came back as the local ref
+            # a ref to a local actor arrives on the other node as a ref that works
+            asker_b = await system_b.spawn(Asker, name="asker")
+            asker = system_a.ref_for(uri(transport_b, "/user/asker"))
+            echo_a = await system_a.spawn(Echo, name="echo")
+            assert await asker.ask((echo_a, "ping"), timeout=10) == "ping"
+            assert asker_b.is_local
+            # the implicit sender crosses too
+            sender = await echo.ask("sender", timeout=10, sender=echo_a)
+            assert sender is echo_a
+
+
+async def test_a_missing_target_fails_at_once_and_is_a_dead_letter_on_both_sides() -> None:
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, _), node("b") as (system_b, transport_b):
+            ghost = system_a.ref_for(uri(transport_b, "/user/nobody"))
+            async with system_b.events.subscribe(DeadLetter) as letters_b:
+                with pytest.raises(ActorStopped, match="nobody"):
+                    await ghost.ask("anyone?", timeout=math.inf)
+                letter = await letters_b.receive()
+            assert letter.reason is DeadLetterReason.RECIPIENT_STOPPED
+            assert letter.message == "anyone?"
+            before = system_a.dead_letters
+            other = system_a.ref_for(uri(transport_b, "/user/nobody-either"))
+            async with system_a.events.subscribe(DeadLetter) as letters_a:
+                await other.tell("hello?")
+                await letters_a.receive()
+            assert system_a.dead_letters == before + 1
+            assert not other.is_alive  # the node said nothing lives there
+
+
+async def test_a_remote_failure_is_actor_failed_with_the_remote_type_and_text() -> None:
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, _), node("b") as (system_b, transport_b):
+            await system_b.spawn(Echo, name="echo")
+            ref = system_a.ref_for(uri(transport_b, "/user/echo"))
+            with pytest.raises(ActorFailed) as caught:
+                await ref.ask("boom", timeout=10)
+            cause = caught.value.__cause__
+            assert isinstance(cause, RemoteError)
+            assert cause.type_name == "ValueError"
+            assert cause.text == "no booms here"
+            assert cause.node == "b"
+            assert await ref.ask("still here", timeout=10) == "still here"  # restarted
+
+
+async def test_unknown_and_unserializable_messages_fail_with_typed_errors() -> None:
+    @attrs.frozen
+    class OnlyHere:
+        value: int
+
+    with trio.fail_after(GUARD):
+        own = MessageRegistry()
+        own.register(OnlyHere, "tests.OnlyHere")
+        async with (
+            node("a", registry=own) as (system_a, _),
+            node("b") as (system_b, transport_b),
+        ):
+            await system_b.spawn(Echo, name="echo")
+            ref = system_a.ref_for(uri(transport_b, "/user/echo"))
+            with pytest.raises(NotSerializable):
+                await ref.ask(NotRegistered(1), timeout=10)
+            # registered on the sender only: the receiver does not know the type id
+            with pytest.raises(UnknownMessageType):
+                await ref.ask(OnlyHere(3), timeout=10)
+            assert await ref.ask(Prompt("built-in types are in every registry"), timeout=10)
+            assert await ref.ask("fine", timeout=10) == "fine"
+
+
+async def test_the_deadline_travels_with_the_ask() -> None:
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, _), node("b") as (system_b, transport_b):
+            await system_b.spawn(Echo, name="echo")
+            ref = system_a.ref_for(uri(transport_b, "/user/echo"))
+            left = await ref.ask("deadline", timeout=7)
+            assert 0 < left <= 7
+            assert await ref.ask("deadline", timeout=math.inf) == math.inf
+
+
+async def test_an_ask_times_out_and_the_late_reply_is_dropped() -> None:
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, _), node("b") as (system_b, transport_b):
+            await system_b.spawn(Sleeper, name="sleeper")
+            ref = system_a.ref_for(uri(transport_b, "/user/sleeper"))
+            with pytest.raises(AskTimeout):
+                await ref.ask("zzz", timeout=0.2)
+
+
+async def test_remote_stop_ends_and_a_watch_sees_it_once() -> None:
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, _), node("b") as (system_b, transport_b):
+            target = await system_b.spawn(Sleeper, name="sleeper")
+            box: list[Any] = []
+            got = trio.Event()
+            watcher = await system_a.spawn(lambda: Collector(box, got), name="watcher")
+            remote = system_a.ref_for(uri(transport_b, "/user/sleeper"))
+            assert await watcher.ask(("watch", remote), timeout=10) == "watching"
+            await trio.testing.wait_all_tasks_blocked()
+            await remote.stop(grace=0)
+            assert not remote.is_alive
+            assert not target.is_alive
+            await got.wait()
+            (notice,) = box
+            assert isinstance(notice, Terminated)
+            assert notice.ref == remote
+            assert notice.reason is StopReason.STOPPED
+
+
+async def test_node_death_fails_pending_asks_and_terminates_watches() -> None:
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, _):
+            box: list[Any] = []
+            got = trio.Event()
+            watcher = await system_a.spawn(lambda: Collector(box, got), name="watcher")
+            outcome: list[BaseException] = []
+            received = trio.Event()
+            async with trio.open_nursery() as nursery, node("b") as (system_b, transport_b):
+                await system_b.spawn(lambda: Sleeper(received), name="sleeper")
+                remote = system_a.ref_for(uri(transport_b, "/user/sleeper"))
+                await watcher.ask(("watch", remote), timeout=10)
+
+                async def ask() -> None:
+                    try:
+                        await remote.ask("zzz", timeout=math.inf)
+                    except Exception as error:
+                        outcome.append(error)
+
+                nursery.start_soon(ask)
+                await received.wait()  # the ask reached node b
+            # node b is gone: the ask fails with NodeUnreachable, not a timeout
+            (error,) = outcome
+            assert isinstance(error, NodeUnreachable)
+            await got.wait()
+            (notice,) = box
+            assert notice.reason is StopReason.NODE_UNREACHABLE
+            assert isinstance(notice.error, NodeUnreachable)
+            # and a new ask to that node fails at once too
+            with pytest.raises(NodeUnreachable):
+                await remote.ask("anyone?", timeout=math.inf)
+
+
+async def test_a_restarted_node_is_a_new_incarnation() -> None:
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, _):
+            async with node("b") as (system_b, transport_b):
+                echo_b = await system_b.spawn(Echo, name="echo")
+                address = transport_b.address
+                asker = await system_b.spawn(Asker, name="asker")
+                echo_a = await system_a.spawn(Echo, name="echo")
+                # node a learns a ref of node b's first incarnation through a message
+                remote_asker = system_a.ref_for(uri(transport_b, "/user/asker"))
+                old_ref = await remote_asker.ask((echo_a, "sender"), timeout=10)
+                assert old_ref == remote_asker or old_ref is None or old_ref.node == "b"
+                del echo_b, asker
+            async with node("b", bind=address) as (system_b2, transport_b2):
+                await system_b2.spawn(Echo, name="echo")
+                fresh = system_a.ref_for(uri(transport_b2, "/user/echo"))
+                assert await fresh.ask("again", timeout=10) == "again"
+
+
+async def test_a_wrong_secret_is_refused_and_counted() -> None:
+    with trio.fail_after(GUARD):
+        async with (
+            node("a", secret=b"the right secret") as (system_a, _),
+            node("b", secret=b"a wrong secret!!") as (system_b, transport_b),
+        ):
+            await system_b.spawn(Echo, name="echo")
+            ref = system_a.ref_for(uri(transport_b, "/user/echo"))
+            with pytest.raises(NodeUnreachable, match="authentication failed"):
+                await ref.ask("let me in", timeout=10)
+            assert transport_b.stats.connections_refused == 1
+
+
+async def test_the_right_secret_is_accepted() -> None:
+    with trio.fail_after(GUARD):
+        async with (
+            node("a", secret=b"shared secret") as (system_a, _),
+            node("b", secret=b"shared secret") as (system_b, transport_b),
+        ):
+            await system_b.spawn(Echo, name="echo")
+            ref = system_a.ref_for(uri(transport_b, "/user/echo"))
+            assert await ref.ask("hi", timeout=10) == "hi"
+
+
+async def test_both_nodes_talking_at_once_share_one_connection() -> None:
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, transport_a), node("b") as (system_b, transport_b):
+            await system_a.spawn(Echo, name="echo")
+            await system_b.spawn(Echo, name="echo")
+            to_b = system_a.ref_for(uri(transport_b, "/user/echo"))
+            to_a = system_b.ref_for(uri(transport_a, "/user/echo"))
+            answers: list[Any] = []
+            async with trio.open_nursery() as nursery:
+                for i in range(5):
+                    nursery.start_soon(lambda i=i: _ask_into(to_b, i, answers))
+                    nursery.start_soon(lambda i=i: _ask_into(to_a, -i, answers))
+            assert sorted(answers) == sorted([*range(5), *(-i for i in range(5))])
+            await trio.sleep(0.1)
+            opened = transport_a.stats.connections_opened + transport_b.stats.connections_opened
+            assert opened == 1
+
+
+async def _ask_into(ref: ActorRef, value: int, answers: list[Any]) -> None:
+    answers.append(await ref.ask(value, timeout=10))
+
+
+async def test_an_agent_asked_across_nodes_streams_its_deltas_back() -> None:
+    provider = ScriptedProvider(["Hello from the other node."], chunk_size=5)
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, _), node("b") as (system_b, transport_b):
+            await system_b.spawn(Agent("bot", provider, "scripted-1"), name="bot")
+            bot = system_a.ref_for(uri(transport_b, "/user/bot"))
+            send, receive = trio.open_memory_channel[Chunk](100)
+            chunks: list[Chunk] = []
+
+            async def consume() -> None:
+                async with receive:
+                    async for chunk in receive:
+                        chunks.append(chunk)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(consume)
+                response = await bot.ask(Prompt("hi", stream=send), timeout=10)
+            assert isinstance(response, Response)
+            assert response.text == "Hello from the other node."
+            assert response.agent == "bot"
+            text = "".join(chunk.delta for chunk in chunks if chunk.delta)
+            assert text == "Hello from the other node."
+            assert len(chunks) > 2
