@@ -41,6 +41,14 @@ def test_the_actor_guide_names_exactly_what_tinyagents_exports() -> None:
     assert said["tinyagents"] == exported
 
 
+def test_the_clustering_guide_names_exactly_what_the_transport_exports() -> None:
+    import tinyagents.transport
+
+    said = claims((DOCS / "clustering.md").read_text())
+    exported = {name for name in tinyagents.transport.__all__ if name[0].isupper()}
+    assert said["tinyagents.transport"] == exported
+
+
 def test_the_actor_guide_names_only_what_each_module_has() -> None:
     said = claims((DOCS / "actor-model.md").read_text())
     assert set(said) >= {"tinyagents.errors", "tinyagents.events", "tinyagents.router"}

@@ -26,7 +26,8 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     │   ├── InvalidToolArguments      the arguments do not fit the tool's schema (``problems``)
     │   └── ToolTimeout               the tool did not finish within its timeout
     ├── RegistryError
-    │   └── NameRegistered            ``registry.register`` with a name already taken
+    │   ├── NameRegistered            ``registry.register`` with a name already taken
+    │   └── NoMembers                 a ``RingRegistry`` lookup while no member qualifies
     ├── ActorSystemError              misuse of an :class:`~tinyagents.ActorSystem`
     │   └── SystemNotRunning          the system is not open, or is shutting down
     ├── InvalidAddress                not ``"host:port"`` nor ``(host, port)`` (a ``ValueError``)
@@ -81,6 +82,7 @@ __all__ = [
     "MalformedFrame",
     "MessageDropped",
     "NameRegistered",
+    "NoMembers",
     "NoRoutees",
     "NodeUnreachable",
     "NotSerializable",
@@ -345,6 +347,12 @@ class NameRegistered(RegistryError):
         super().__init__(f"the name {name!r} is already registered to {path}")
         self.name = name
         self.path = path
+
+
+class NoMembers(RegistryError, LookupError):
+    """A :class:`~tinyagents.registry.RingRegistry` was asked for a key's owner while no
+    cluster member qualifies (the cluster is not joined, or every member is filtered
+    out)."""
 
 
 class ActorSystemError(TinyAgentsError):

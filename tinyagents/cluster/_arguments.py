@@ -19,9 +19,10 @@ def check_system(system: object, service: str) -> ActorSystem:
 
 
 def member_id(value: object, system: ActorSystem) -> str:
-    """The local member's id: ``value``, or the system's name when it is ``None``."""
+    """The local member's id: ``value``, or when it is ``None`` the system's node id
+    (its transport's ``node`` while one runs, else its name)."""
     if value is None:
-        return system.name
+        return system.node_id
     if not isinstance(value, str) or not value:
         raise TypeError(
             f"id must be a non-empty str (or None for the system's name), not {value!r}"

@@ -621,6 +621,7 @@ class GossipCluster:
         self._id = member_id(id, system)
         self._bind = parse_address(bind, what="bind")
         self._meta = member_meta(meta, tags)
+        self._tags = None if meta is not None else dict(tags or {})
         self.config = check_optional(config, GossipConfig, "config") or GossipConfig()
         self._keyring = check_optional(keyring, Keyring, "keyring")
         if not isinstance(label, str):
@@ -643,6 +644,19 @@ class GossipCluster:
 
     def __repr__(self) -> str:
         return f"<GossipCluster {self._id!r}>"
+
+    def _local_meta(self) -> bytes:
+        """The meta to announce: with tags (not raw meta) and a transport running on
+        the system, the tags gain the transport's address under ``ta-transport``
+        (unless they have it), so that other nodes' transports can reach this one."""
+        transport = self._system._transport
+        if self._tags is None or transport is None:
+            return self._meta
+        from ..transport import TRANSPORT_TAG
+
+        if TRANSPORT_TAG in self._tags:
+            return self._meta
+        return member_meta(None, {**self._tags, TRANSPORT_TAG: format_address(transport.address)})
 
     # -- Cluster protocol --
 
@@ -751,7 +765,7 @@ class GossipCluster:
         else:  # pragma: no cover - 20 collisions in a row
             raise ClusterError("could not bind UDP and TCP on one port")
         self._udp = udp
-        local = Member(self._id, (host, actual), self._meta, versions=self._versions)
+        local = Member(self._id, (host, actual), self._local_meta(), versions=self._versions)
         self._table = MemberTable(
             local, self.config, self._system.events.publish, trio.current_time()
         )
