@@ -399,14 +399,22 @@ class _ConsistentHashActor(_RouterActor):
         self._ring = HashRing(virtual_nodes=virtual_nodes)
         self._by_node: dict[str, ActorRef] = {}
 
+    @staticmethod
+    def _point(ref: ActorRef) -> str:
+        """A routee's name on the ring: its path, or for an actor of another node its
+        URI (the same path may live on several nodes)."""
+        return ref.path if ref.is_local else ref.uri
+
     def added(self, ref: ActorRef) -> None:
-        self._by_node[ref.path] = ref
-        self._ring.add(ref.path)
+        point = self._point(ref)
+        self._by_node[point] = ref
+        self._ring.add(point)
 
     def removed(self, ref: ActorRef) -> None:
-        if self._by_node.get(ref.path) == ref:
-            del self._by_node[ref.path]
-            self._ring.remove(ref.path)
+        point = self._point(ref)
+        if self._by_node.get(point) == ref:
+            del self._by_node[point]
+            self._ring.remove(point)
 
     def select(self, message: Any) -> ActorRef:
         node = self._ring.node_for(self._key(message))
@@ -568,7 +576,8 @@ def _default_key(message: Any) -> str | bytes:
 
 @attrs.frozen
 class ConsistentHash(_RouterSpec):
-    """Route by ``key(message)`` on a :class:`HashRing` of the routees' paths.
+    """Route by ``key(message)`` on a :class:`HashRing` of the routees' paths (for
+    routees on other nodes, their URIs: remote routees work like local ones).
 
     ``key`` returns ``str`` or ``bytes``; by default a str/bytes message is its own
     key, and other messages must have a ``hash_key`` attribute (or method).

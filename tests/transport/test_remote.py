@@ -26,6 +26,7 @@ from tinyagents.errors import (
 )
 from tinyagents.events import DeadLetter, DeadLetterReason
 from tinyagents.llm import Chunk
+from tinyagents.router import ConsistentHash, GetRoutees
 from tinyagents.testing import ScriptedProvider
 from tinyagents.transport import MessageRegistry, Transport, message
 
@@ -365,3 +366,32 @@ async def test_an_agent_asked_across_nodes_streams_its_deltas_back() -> None:
             text = "".join(chunk.delta for chunk in chunks if chunk.delta)
             assert text == "Hello from the other node."
             assert len(chunks) > 2
+
+
+class Named(Actor):
+    def __init__(self, node: str) -> None:
+        self.node = node
+
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        return [self.node, message]
+
+
+async def test_a_consistent_hash_router_with_remote_routees() -> None:
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, _), node("b") as (system_b, transport_b):
+            local = await system_a.spawn(lambda: Named("a"), name="shard")
+            await system_b.spawn(lambda: Named("b"), name="shard")
+            remote = system_a.ref_for(uri(transport_b, "/user/shard"))
+            router = await system_a.spawn(ConsistentHash([local, remote]), name="router")
+            owners = {}
+            for i in range(40):
+                owner, key = await router.ask(f"key-{i}", timeout=10)
+                assert key == f"key-{i}"
+                owners[key] = owner
+            assert set(owners.values()) == {"a", "b"}  # same path, both nodes on the ring
+            for key, owner in owners.items():  # and stable
+                assert (await router.ask(key, timeout=10))[0] == owner
+            await remote.stop(grace=0)
+            await trio.testing.wait_all_tasks_blocked()
+            assert await router.ask(GetRoutees(), timeout=10) == [local]
+            assert {(await router.ask(key, timeout=10))[0] for key in owners} == {"a"}
