@@ -395,3 +395,30 @@ async def test_a_consistent_hash_router_with_remote_routees() -> None:
             await trio.testing.wait_all_tasks_blocked()
             assert await router.ask(GetRoutees(), timeout=10) == [local]
             assert {(await router.ask(key, timeout=10))[0] for key in owners} == {"a"}
+
+
+class Forwarder(Actor):
+    def __init__(self, target: ActorRef) -> None:
+        self.target = target
+
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        await ctx.forward(self.target)
+
+
+async def test_a_forwarded_ask_is_answered_across_three_nodes() -> None:
+    with trio.fail_after(GUARD):
+        async with (
+            node("a") as (system_a, _),
+            node("b") as (system_b, transport_b),
+            node("c") as (system_c, transport_c),
+        ):
+            await system_c.spawn(Echo, name="echo")
+            echo_on_c = system_b.ref_for(uri(transport_c, "/user/echo"))
+            await system_b.spawn(lambda: Forwarder(echo_on_c), name="forwarder")
+            forwarder = system_a.ref_for(uri(transport_b, "/user/forwarder"))
+            # a asks b, b forwards to c, c's answer reaches a
+            assert await forwarder.ask("via b", timeout=10) == "via b"
+            with pytest.raises(ActorFailed) as caught:
+                await forwarder.ask("boom", timeout=10)
+            assert isinstance(caught.value.__cause__, RemoteError)
+            assert caught.value.__cause__.text == "no booms here"
