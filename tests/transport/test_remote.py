@@ -19,6 +19,7 @@ from tinyagents.errors import (
     ActorFailed,
     ActorStopped,
     AskTimeout,
+    FrameTooLarge,
     NodeUnreachable,
     NotSerializable,
     RemoteError,
@@ -28,7 +29,7 @@ from tinyagents.events import DeadLetter, DeadLetterReason
 from tinyagents.llm import Chunk
 from tinyagents.router import ConsistentHash, GetRoutees
 from tinyagents.testing import ScriptedProvider
-from tinyagents.transport import MessageRegistry, Transport, message
+from tinyagents.transport import MessageRegistry, Transport, TransportConfig, message
 
 GUARD = 20  # seconds: a test that hangs fails instead (no timing is asserted)
 
@@ -422,3 +423,31 @@ async def test_a_forwarded_ask_is_answered_across_three_nodes() -> None:
                 await forwarder.ask("boom", timeout=10)
             assert isinstance(caught.value.__cause__, RemoteError)
             assert caught.value.__cause__.text == "no booms here"
+
+
+async def test_the_frame_limit_on_both_sides() -> None:
+    small = TransportConfig(frame_limit=2048)
+    with trio.fail_after(GUARD):
+        async with (
+            node("a", config=small) as (system_a, _),
+            node("b") as (system_b, transport_b),
+        ):
+            await system_b.spawn(Echo, name="echo")
+            echo = system_a.ref_for(uri(transport_b, "/user/echo"))
+            # too large to send: the sender says so, nothing is sent
+            with pytest.raises(FrameTooLarge) as caught:
+                await echo.ask(b"x" * 4000, timeout=10)
+            assert caught.value.limit == 2048
+            assert await echo.ask("small", timeout=10) == "small"
+        async with (
+            node("a") as (system_a, _),
+            node("b", config=small) as (system_b, transport_b),
+        ):
+            await system_b.spawn(Echo, name="echo")
+            echo = system_a.ref_for(uri(transport_b, "/user/echo"))
+            assert await echo.ask("small", timeout=10) == "small"
+            # over the receiver's limit: b closes that connection and counts it
+            with pytest.raises(NodeUnreachable):
+                await echo.ask(b"x" * 4000, timeout=10)
+            assert transport_b.stats.frames_too_large == 1
+            assert await echo.ask("b goes on", timeout=10) == "b goes on"
