@@ -139,7 +139,7 @@ class MessageRegistry:
 
 
 def _builtin_types() -> tuple[type[Any], ...]:
-    from .. import agent
+    from .. import agent, crdt
     from ..llm import _types as llm
 
     return (
@@ -153,6 +153,12 @@ def _builtin_types() -> tuple[type[Any], ...]:
         llm.ChatRequest,
         llm.ChatResponse,
         llm.Chunk,
+        crdt.GCounter,
+        crdt.PNCounter,
+        crdt.LWWRegister,
+        crdt.ORSet,
+        crdt.ORMap,
+        crdt.LWWMap,
     )
 
 
