@@ -228,7 +228,7 @@ class ORMap(Parametric[K, V], Replicated):
         check_key(key)
         kind = _kind_of(initial, "initial")
         if self.kind and kind != self.kind:
-            raise TypeError(f"initial must be a {self.kind} in this map, not a {kind}")
+            raise TypeError(f"initial must be a {self.kind}, the kind of this map, not a {kind}")
         current = self._values.get(key, initial)
         result = fn(current)
         if isinstance(result, tuple):
