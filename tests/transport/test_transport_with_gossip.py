@@ -81,6 +81,25 @@ async def test_members_advertise_their_transport_and_leaving_ends_watches() -> N
                 raise AssertionError("an ask to a node that left must fail")
 
 
+async def test_a_member_is_reachable_as_soon_as_the_cluster_lists_it() -> None:
+    # the transport also follows member events, but they arrive later: a ref made
+    # the moment members() shows the node must not be a dead letter meanwhile
+    with trio.fail_after(GUARD):
+        async with (
+            ActorSystem("a") as system_a,
+            Transport(system_a),
+            GossipCluster(system_a) as cluster_a,
+            ActorSystem("b") as system_b,
+            Transport(system_b),
+            GossipCluster(system_b) as cluster_b,
+        ):
+            await system_a.spawn(Echo, name="echo")
+            await cluster_b.join(cluster_a.address)
+            assert "a" in {member.id for member in cluster_b.members()}
+            echo = system_b.ref_for("tinyagents://a/user/echo")
+            assert await echo.ask("at once", timeout=10) == "at once"
+
+
 class Named(Actor):
     def __init__(self, node: str) -> None:
         self.node = node

@@ -164,6 +164,8 @@ class ActorSystem:
         self._terminated_hooks: list[Any] = []
         # the node's transport while one runs (tinyagents.transport.Transport)
         self._transport: Any = None
+        # the node's gossip cluster while one runs (tinyagents.cluster.GossipCluster)
+        self._cluster: Any = None
 
     def __repr__(self) -> str:
         return f"<ActorSystem {self.name!r} {self._state.value}>"

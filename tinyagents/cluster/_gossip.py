@@ -784,9 +784,14 @@ class GossipCluster:
                 nursery.start_soon(self._gossip_loop)
                 nursery.start_soon(self._push_pull_loop)
                 nursery.start_soon(self._timer_loop)
+                system = self._system
+                if system._cluster is None:
+                    system._cluster = self
                 try:
                     yield
                 finally:
+                    if system._cluster is self:
+                        system._cluster = None
                     nursery.cancel_scope.cancel()
         finally:
             if self._udp is not None:

@@ -77,6 +77,7 @@ from ._tls import TLS, wrap_client, wrap_server
 
 if TYPE_CHECKING:
     from ..actor._system import ActorSystem
+    from ..cluster._member import Member
 
 __all__ = ["TRANSPORT_TAG", "Peer", "Transport", "TransportConfig", "TransportStats"]
 
@@ -88,6 +89,18 @@ TRANSPORT_TAG = "ta-transport"
 TELL, ASK, REPLY, FAIL, STOP, WATCH, UNWATCH, TERMINATED, CHUNK, END, DEAD = range(11)
 _NETWORK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 _STOPPED = 3
+
+
+def _advertised_address(member: Member) -> tuple[str, int] | None:
+    """The transport address in ``member``'s tags, or ``None`` (a bad one is logged)."""
+    where = member.tags.get(TRANSPORT_TAG)
+    if not where:
+        return None
+    try:
+        return parse_address(where, what="transport tag")
+    except ValueError:
+        logger.warning("transport: %s advertises a bad address %r", member.id, where)
+        return None
 
 
 @attrs.frozen
@@ -405,6 +418,9 @@ class Peer:
                 self.node,
                 f"the last connection attempt failed; retrying in {self.retry_at - now:.2g}s",
             )
+        if self.address is None:
+            # the cluster may know it before this transport's member events arrive
+            self.address = self.transport._address_from_cluster(self.node)
         if self.address is None:
             raise NodeUnreachable(
                 self.node,
@@ -1100,14 +1116,21 @@ class Transport:
                     peer.node_gone(NodeUnreachable(member.id, f"the cluster says it {how}"))
                     continue
                 peer.known_by_cluster = True
-                where = member.tags.get(TRANSPORT_TAG)
-                if where:
-                    try:
-                        peer.address = parse_address(where, what="transport tag")
-                    except ValueError:
-                        logger.warning(
-                            "transport: %s advertises a bad address %r", member.id, where
-                        )
+                address = _advertised_address(member)
+                if address is not None:
+                    peer.address = address
+
+    def _address_from_cluster(self, node: str) -> tuple[str, int] | None:
+        """The transport address ``node`` advertises in the system's gossip cluster
+        (read from its member table at once), or ``None``."""
+        cluster = self.system._cluster
+        if cluster is None:
+            return None
+        member: Member
+        for member in cluster.members():
+            if member.id == node:
+                return _advertised_address(member)
+        return None
 
     # -- lifecycle -------------------------------------------------------------------
 
