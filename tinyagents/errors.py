@@ -40,6 +40,11 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     │   └── CodecError                a message could not be encoded or decoded (a ``ValueError``)
     │       ├── NotSerializable       its type is not registered with ``@message``
     │       └── UnknownMessageType    the receiver does not know the message's type id
+    ├── ReplicatorError               replicated data (``tinyagents.crdt.Replicator``)
+    │   ├── UpdateIncomplete          too few replicas confirmed a write (it still stands locally)
+    │   ├── ReadIncomplete            too few replicas answered a read
+    │   ├── KeyDeleted                the key was deleted: it cannot be read or updated again
+    │   └── KeyTypeMismatch           the key holds another data type (a ``TypeError``)
     └── ProviderError                 an LLM provider call failed (``provider``, ``status``)
         ├── AuthenticationError       401/403: the key is missing, wrong or not allowed
         ├── BadRequest                400/404/409/413/422: the request itself is wrong
@@ -77,6 +82,8 @@ __all__ = [
     "InvalidActorName",
     "InvalidAddress",
     "InvalidToolArguments",
+    "KeyDeleted",
+    "KeyTypeMismatch",
     "MailboxError",
     "MailboxFull",
     "MalformedFrame",
@@ -92,8 +99,10 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "RateLimited",
+    "ReadIncomplete",
     "RegistryError",
     "RemoteError",
+    "ReplicatorError",
     "ReplyError",
     "ServerError",
     "SystemNotRunning",
@@ -106,6 +115,7 @@ __all__ = [
     "TurnDeadlineExceeded",
     "UnknownMessageType",
     "UnknownTool",
+    "UpdateIncomplete",
 ]
 
 
@@ -559,3 +569,71 @@ class UnknownMessageType(CodecError):
     def __init__(self, type_id: str, detail: str | None = None) -> None:
         super().__init__(detail or f"unknown message type {type_id!r}: register it with @message")
         self.type_id = type_id
+
+
+class ReplicatorError(TinyAgentsError):
+    """Something went wrong with replicated data (:class:`tinyagents.crdt.Replicator`);
+    ``key`` is the key's id."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class UpdateIncomplete(ReplicatorError):
+    """A write's consistency level was not reached: only ``acks`` of the ``required``
+    replicas (this node included) confirmed it by the timeout, or too few replicas
+    were left to reach it.
+
+    The update was **not** rolled back: it stands on this node and on every replica
+    that confirmed it, and it spreads to the others by gossip. ``level`` is the
+    consistency asked for and ``reason`` says, in words, what was missing.
+    """
+
+    def __init__(self, *, key: str, level: object, acks: int, required: int, reason: str) -> None:
+        super().__init__(
+            f"update of {key!r} with {level!r} reached {acks} of {required} replicas: "
+            f"{reason} (the update stands locally and spreads by gossip)",
+            key=key,
+        )
+        self.level = level
+        self.acks = acks
+        self.required = required
+        self.reason = reason
+
+
+class ReadIncomplete(ReplicatorError):
+    """A read's consistency level was not reached: only ``replies`` of the ``required``
+    replicas (this node included) answered by the timeout, or too few replicas were
+    left. What the replies carried has been merged into this node's copy all the
+    same. ``level`` is the consistency asked for, ``reason`` what was missing."""
+
+    def __init__(
+        self, *, key: str, level: object, replies: int, required: int, reason: str
+    ) -> None:
+        super().__init__(
+            f"read of {key!r} with {level!r} reached {replies} of {required} replicas: {reason}",
+            key=key,
+        )
+        self.level = level
+        self.replies = replies
+        self.required = required
+        self.reason = reason
+
+
+class KeyDeleted(ReplicatorError):
+    """The key was deleted (on this node or another): a deleted key stays deleted, and
+    cannot be read, updated or subscribed to again."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the replicated key {key!r} was deleted: use another key", key=key)
+
+
+class KeyTypeMismatch(ReplicatorError, TypeError):
+    """The key already holds another replicated data type than its :class:`Key` says
+    (``held`` and ``wanted`` are the two types' names)."""
+
+    def __init__(self, key: str, held: str, wanted: str) -> None:
+        super().__init__(f"the replicated key {key!r} holds a {held}, not a {wanted}", key=key)
+        self.held = held
+        self.wanted = wanted
