@@ -33,16 +33,46 @@ from ._maps import LWWMap as LWWMap
 from ._maps import ORMap as ORMap
 from ._orset import ORSet as ORSet
 from ._register import LWWRegister as LWWRegister
-
-# the replicator's exports go here
+from ._replicator import Key as Key
+from ._replicator import ReadAll as ReadAll
+from ._replicator import ReadConsistency as ReadConsistency
+from ._replicator import ReadFrom as ReadFrom
+from ._replicator import ReadLocal as ReadLocal
+from ._replicator import ReadMajority as ReadMajority
+from ._replicator import Replicator as Replicator
+from ._replicator import ReplicatorConfig as ReplicatorConfig
+from ._replicator import ReplicatorStats as ReplicatorStats
+from ._replicator import Subscription as Subscription
+from ._replicator import WriteAll as WriteAll
+from ._replicator import WriteConsistency as WriteConsistency
+from ._replicator import WriteLocal as WriteLocal
+from ._replicator import WriteMajority as WriteMajority
+from ._replicator import WriteTo as WriteTo
+from ._replicator import digest as digest
 
 __all__ = [
     "CausalContext",
     "GCounter",
+    "Key",
     "LWWMap",
     "LWWRegister",
     "ORMap",
     "ORSet",
     "PNCounter",
+    "ReadAll",
+    "ReadConsistency",
+    "ReadFrom",
+    "ReadLocal",
+    "ReadMajority",
     "ReplicatedData",
+    "Replicator",
+    "ReplicatorConfig",
+    "ReplicatorStats",
+    "Subscription",
+    "WriteAll",
+    "WriteConsistency",
+    "WriteLocal",
+    "WriteMajority",
+    "WriteTo",
+    "digest",
 ]
