@@ -256,6 +256,20 @@ def test_deltas_in_any_order_with_duplicates_give_the_merged_states(
 
 @pytest.mark.parametrize("kind", KINDS, ids=str)
 @LAWS
+@given(run=st.data())
+def test_a_mutators_new_state_is_the_old_state_merged_with_its_delta(
+    kind: Kind, run: st.DataObject
+) -> None:
+    # the mutators build their new state directly (not by a merge): it must be the same
+    # value, and as valid as the constructor would make it
+    for change in run.draw(runs(kind)).changes:
+        after, delta = apply(change.op, change.before, change.node)
+        assert after == change.before.merge(delta)
+        assert type(after)(**attrs.asdict(after, recurse=False)) == after
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=str)
+@LAWS
 @given(data=st.data())
 def test_values_survive_the_codec_after_a_run(kind: Kind, data: st.DataObject) -> None:
     codec = Codec()

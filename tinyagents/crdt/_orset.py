@@ -139,7 +139,11 @@ class ORSet(Parametric[E], Replicated):
         dot = self.context.next_dot(node)
         former = self.entries.get(element, _NO_DOTS)
         delta: ORSet[E] = ORSet({element: frozenset({dot})}, CausalContext.of(former | {dot}))
-        return self.merge(delta), delta
+        # what self.merge(delta) gives, without visiting every element: the delta's
+        # context covers only this element's dots, which the new dot replaces
+        entries = dict(self.entries)
+        entries[element] = frozenset({dot})
+        return _merged(entries, self.context.merge(delta.context)), delta
 
     def remove(self, node: str, element: E) -> tuple[ORSet[E], ORSet[E]]:
         """Remove ``element``: ``(new set, delta)``. The delta has no entries and a
@@ -156,7 +160,9 @@ class ORSet(Parametric[E], Replicated):
         dots = self.entries.get(element)
         if not dots:
             return self, ORSet()
-        return self._forget(dots)
+        entries = dict(self.entries)
+        del entries[element]  # the delta's context covers this element's dots only
+        return self._forget(dots, entries)
 
     def clear(self, node: str) -> tuple[ORSet[E], ORSet[E]]:
         """Remove every element seen here: ``(new set, delta)``, the delta a context of
@@ -170,11 +176,16 @@ class ORSet(Parametric[E], Replicated):
         dots = _NO_DOTS.union(*self.entries.values())
         if not dots:
             return self, ORSet()
-        return self._forget(dots)
+        return self._forget(dots, {})
 
-    def _forget(self, dots: frozenset[Dot]) -> tuple[ORSet[E], ORSet[E]]:
+    def _forget(
+        self, dots: frozenset[Dot], entries: dict[Element, frozenset[Dot]]
+    ) -> tuple[ORSet[E], ORSet[E]]:
+        """The delta removing ``dots``, and the new set: ``entries`` (this set's entries
+        without those dots) with the delta's context (``self.merge(delta)``, made
+        directly)."""
         delta: ORSet[E] = ORSet(context=CausalContext.of(dots))
-        return self.merge(delta), delta
+        return _merged(entries, self.context.merge(delta.context)), delta
 
     # -- merge -----------------------------------------------------------------------
 
@@ -200,4 +211,13 @@ class ORSet(Parametric[E], Replicated):
                 kept = frozenset(dot for dot in dots if not my_context.covers(dot))
                 if kept:
                     entries[element] = kept
-        return ORSet(entries, my_context.merge(their_context))
+        return _merged(entries, my_context.merge(their_context))
+
+
+def _merged(entries: dict[Element, frozenset[Dot]], context: CausalContext) -> ORSet[Any]:
+    """The ORSet a merge made of two valid states: valid by construction, so built
+    without the constructor's checks (which would cost as much as the merge itself)."""
+    merged: ORSet[Any] = object.__new__(ORSet)
+    object.__setattr__(merged, "entries", FrozenDict(entries))
+    object.__setattr__(merged, "context", context)
+    return merged
