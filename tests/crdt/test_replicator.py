@@ -456,6 +456,17 @@ async def test_many_keys_travel_in_messages_under_the_bound(
             assert max(sizes) <= 2048
 
 
+async def test_anti_entropy_runs_every_few_rounds() -> None:
+    with trio.fail_after(GUARD):
+        async with open_cluster("ab", anti_entropy_every=3) as (a, b):
+            ra = a.replicator
+            await ra.update(VISITS, increment(ra))
+            await converge([a, b], VISITS, lambda c: c.value == 1)
+            statuses = ra.stats.status_messages_sent
+            await trio.sleep(12 * INTERVAL + INTERVAL / 2)
+            assert ra.stats.status_messages_sent - statuses in (4, 5)
+
+
 # -- what peers send -------------------------------------------------------------------
 
 
@@ -531,6 +542,8 @@ async def test_keys_levels_and_functions_are_checked() -> None:
         ReplicatorConfig(gossip_interval=0)
     with pytest.raises(ValueError, match="max_message_bytes"):
         ReplicatorConfig(max_message_bytes=10)
+    with pytest.raises(ValueError, match="anti_entropy_every"):
+        ReplicatorConfig(anti_entropy_every=0)
 
 
 async def test_a_cluster_with_other_members_needs_a_transport() -> None:

@@ -195,13 +195,21 @@ def _message_size(_: object, attribute: attrs.Attribute[Any], value: object) -> 
     check_int(value, attribute.name, minimum=1024)
 
 
+def _rounds(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_int(value, attribute.name, minimum=1)
+
+
 @attrs.frozen
 class ReplicatorConfig:
     """A replicator's timings and limits.
 
     * ``gossip_interval`` — seconds between two rounds: each round sends the deltas of
-      the round to every other node and one chunk of this node's digests to one node
-      (Akka's default, 2 s).
+      the round to every other node (Akka's default, 2 s).
+    * ``anti_entropy_every`` — every this many rounds (default 5), a round also sends
+      one chunk of this node's digests to one random node, which answers with the full
+      states that differ. Deltas do the replicating; anti-entropy repairs what they
+      missed (a partition, a restart), so it runs less often: while a key keeps
+      changing its digests differ anyway, and each exchange costs two full states.
     * ``max_message_bytes`` — the bound on one replication message's encoded data: more
       is split into several messages (a single value larger than this goes alone, and
       must fit the transport's frame limit).
@@ -211,6 +219,7 @@ class ReplicatorConfig:
     gossip_interval: float = attrs.field(default=2.0, validator=_positive_seconds)
     max_message_bytes: int = attrs.field(default=256 * 1024, validator=_message_size)
     timeout: float = attrs.field(default=5.0, validator=_positive_seconds)
+    anti_entropy_every: int = attrs.field(default=5, validator=_rounds)
 
 
 @attrs.define
@@ -426,9 +435,10 @@ class Replicator:
 
     Each node holds a copy of every key. An update applies at once to this node's copy
     and its delta goes to every other node at the next gossip round (every
-    ``config.gossip_interval``); a round also sends a digest of this node's keys to one
-    other node, which answers with the full state of every key that differs, so new
-    nodes, restarted nodes and the two sides of a healed partition converge. Values are
+    ``config.gossip_interval``); every ``config.anti_entropy_every`` rounds, a round also
+    sends a digest of this node's keys to one other node, which answers with the full
+    state of every key that differs, so restarted nodes and the two sides of a healed
+    partition converge (a node that joins gets every digest at once). Values are
     CRDTs (:mod:`tinyagents.crdt`), so no consensus is needed: every node that has seen
     the same updates holds the same value, whatever the order.
 
@@ -478,6 +488,7 @@ class Replicator:
         self._pending_deleted: set[str] = set()
         self._subscriptions: dict[str, list[Subscription[Any]]] = {}
         self._status_chunk = 0
+        self._rounds = 0
         self._actor: ActorRef | None = None
         self._running: AbstractAsyncContextManager[None] | None = None
         self._started = False
@@ -930,7 +941,8 @@ class Replicator:
             self._send(node, status)
 
     def _gossip_round(self) -> None:
-        """Send this round's deltas to every other node, and a status chunk to one."""
+        """Send this round's deltas to every other node, and (every
+        ``anti_entropy_every`` rounds) a status chunk to one."""
         peers = self._peers()
         pending, self._pending = self._pending, {}
         deleted, self._pending_deleted = sorted(self._pending_deleted), set()
@@ -947,7 +959,8 @@ class Replicator:
                     self.stats.delta_messages_sent += 1
                     self.stats.delta_bytes_sent += size
                     self._send(node, message)
-        if peers:
+        self._rounds += 1
+        if peers and self._rounds % self.config.anti_entropy_every == 0:
             self._send_status(random.choice(peers))
 
     # -- lifecycle ---------------------------------------------------------------------
