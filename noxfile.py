@@ -65,7 +65,7 @@ def examples(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Print the benchmark figures and ratios (pass --quick for a short run)."""
     session.install("-e", ".[bench]")
-    for script in ("actors", "llm", "agents", "gossip", "transport"):
+    for script in ("actors", "llm", "agents", "gossip", "transport", "crdt"):
         session.log(f"--- benchmarks/{script}.py")
         session.run("python", f"benchmarks/{script}.py", *session.posargs)
 
