@@ -21,9 +21,14 @@ SUBMODULES = [
     "tinyagents.llm",
     "tinyagents.memory",
     "tinyagents.testing",
+    "tinyagents.crdt",
 ]
-# modules that also import public names of their siblings (so only their __all__ is checked)
+# modules that also import public names of their siblings, or export constants (so only
+# their __all__ is checked)
 OTHER_MODULES = [
+    "tinyagents.metrics",
+    "tinyagents.transport",
+    "tinyagents.cluster",
     "tinyagents.router",
     "tinyagents.registry",
     "tinyagents.agent",

@@ -678,6 +678,7 @@ class ActorCell:
             return True
         # nothing of the old instance outlives it: its tasks, then its children
         self.generation += 1
+        self.system._restarts += 1
         await self._cancel_tasks()
         await self._stop_children()
         self.instance = _make_instance(self.factory)

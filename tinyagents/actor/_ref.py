@@ -207,10 +207,16 @@ class ActorRef:
             sender = _implicit_sender()
         reply = Reply(message)
         envelope: Envelope = (message, sender, reply)
+        clock = system._clock
         if timeout == _INF:
+            start = clock.current_time()
             await self._deliver(envelope)
-            return await reply._wait()
-        deadline = reply.deadline = system._clock.current_time() + timeout
+            try:
+                return await reply._wait()
+            finally:
+                system._ask_latency.observe(clock.current_time() - start)
+        start = clock.current_time()
+        deadline = reply.deadline = start + timeout
         try:
             cell.accept(envelope)
         except Full:
@@ -219,11 +225,15 @@ class ActorRef:
             if trio.current_time() >= deadline and not reply._done:
                 raise AskTimeout(cell.path, timeout, message) from None
         if reply._done:  # answered (or failed) already: by a router, or at once
-            return await reply._wait()
-        cell.system._ask_timer.watch(reply, deadline, cell, timeout)
+            try:
+                return await reply._wait()
+            finally:
+                system._ask_latency.observe(clock.current_time() - start)
+        system._ask_timer.watch(reply, deadline, cell, timeout)
         # reply._wait(), inlined: one coroutine less on the hot path
         reply._task = _current_task()
         await _wait_task_rescheduled(reply._abort)
+        system._ask_latency.observe(clock.current_time() - start)
         error = reply._error
         if error is not None:
             raise error

@@ -11,6 +11,7 @@ from typing import Any
 import trio
 
 from .._address import parse_address
+from .._metrics import Metrics, MetricsSnapshot, Sample
 from .._nursery import leaves
 from .._validate import check_seconds
 from ..errors import ActorStopped, ActorSystemError, SystemNotRunning, TransportError
@@ -146,6 +147,14 @@ class ActorSystem:
         """Lifecycle events and dead letters: ``async with system.events.subscribe()``."""
         self.dead_letters = 0
         """How many dead letters this system has produced."""
+        self._dead_letters_by_reason: dict[DeadLetterReason, int] = {}
+        self._metrics = Metrics()
+        self._metrics.add_collector(self._collect_metrics)
+        self._ask_latency = self._metrics.histogram("tinyagents_ask_duration_seconds")
+        self._restarts = 0
+        # counts of the actors that have stopped (the live ones are read from their cells)
+        self._gone_processed = 0
+        self._gone_dropped = 0
         self.registry = Registry()
         """Unique names for live actors; a name is forgotten when its actor stops."""
         self._random = rng if rng is not None else random.Random()
@@ -208,6 +217,47 @@ class ActorSystem:
                 f"actor system {self.name!r} is {self._state.value}: it cannot spawn"
             )
         return await spawn_child(self._guardian, factory, name, mailbox, supervisor)
+
+    def metrics(self) -> MetricsSnapshot:
+        """The runtime's counters, gauges and histograms now (see
+        :mod:`tinyagents.metrics`): actors, mailbox depth, messages, dead letters by
+        reason, restarts, ask latency, LLM calls and tokens by provider and model, and
+        those of the transport, gossip cluster and replicator running on this system.
+        Cheap enough to call every second; never blocks."""
+        return self._metrics.snapshot()
+
+    def _cells(self) -> list[ActorCell]:
+        """Every live actor's cell, parents before their children."""
+        cells: list[ActorCell] = []
+        pending = list((self._guardian.children or {}).values())
+        while pending:
+            cell = pending.pop(0)
+            cells.append(cell)
+            pending[:0] = list((cell.children or {}).values())
+        return cells
+
+    def _collect_metrics(self) -> list[Sample]:
+        cells = self._cells()
+        processed = self._gone_processed
+        dropped = self._gone_dropped
+        depth = 0
+        for cell in cells:
+            mailbox = cell.mailbox
+            processed += mailbox.processed
+            dropped += mailbox.dropped
+            depth += len(mailbox)
+        samples = [
+            Sample("tinyagents_actors", "gauge", {}, len(cells)),
+            Sample("tinyagents_mailbox_depth", "gauge", {}, depth),
+            Sample("tinyagents_messages_processed_total", "counter", {}, processed),
+            Sample("tinyagents_messages_dropped_total", "counter", {}, dropped),
+            Sample("tinyagents_restarts_total", "counter", {}, self._restarts),
+        ]
+        samples.extend(
+            Sample("tinyagents_dead_letters_total", "counter", {"reason": reason.value}, count)
+            for reason, count in self._dead_letters_by_reason.items()
+        )
+        return samples
 
     @property
     def children(self) -> list[ActorRef]:
@@ -380,6 +430,8 @@ class ActorSystem:
         reason: DeadLetterReason,
     ) -> None:
         self.dead_letters += 1
+        by_reason = self._dead_letters_by_reason
+        by_reason[reason] = by_reason.get(reason, 0) + 1
         events = self.events
         if events.active:
             events.publish(DeadLetter(message, sender, recipient, reason))
@@ -392,6 +444,8 @@ class ActorSystem:
             )
 
     def _actor_terminated(self, cell: ActorCell) -> None:
+        self._gone_processed += cell.mailbox.processed
+        self._gone_dropped += cell.mailbox.dropped
         self.registry._forget(cell.ref)
         for hook in self._terminated_hooks:
             hook(cell.ref)

@@ -23,6 +23,7 @@ import attrs
 import trio
 
 from .._address import Address, format_address, parse_address
+from .._metrics import Sample
 from .._nursery import open_service_nursery
 from .._validate import check_optional
 from ..actor import ActorSystem
@@ -787,9 +788,11 @@ class GossipCluster:
                 system = self._system
                 if system._cluster is None:
                     system._cluster = self
+                system._metrics.add_collector(self._collect_metrics)
                 try:
                     yield
                 finally:
+                    system._metrics.remove_collector(self._collect_metrics)
                     if system._cluster is self:
                         system._cluster = None
                     nursery.cancel_scope.cancel()
@@ -812,6 +815,14 @@ class GossipCluster:
                     raise
                 return None
         return await self._running.__aexit__(exc_type, exc, tb)
+
+    def _collect_metrics(self) -> list[Sample]:
+        stats = self.stats
+        return [
+            Sample("tinyagents_gossip_probes_total", "counter", {}, stats.probes),
+            Sample("tinyagents_gossip_suspicions_total", "counter", {}, stats.probes_failed),
+            Sample("tinyagents_gossip_members", "gauge", {}, len(self.table.members())),
+        ]
 
     # -- packets --
 

@@ -19,6 +19,7 @@ import attrs
 import msgpack  # type: ignore[import-untyped]
 import trio
 
+from .._metrics import Sample
 from .._nursery import open_service_nursery
 from .._validate import check_int, check_optional, check_seconds
 from ..actor import Actor, ActorRef, Context
@@ -1033,15 +1034,36 @@ class Replicator:
             self._started = True
             for node in self._peers():
                 self._send_status(node, every_chunk=True)
+            metrics = self._system._metrics
+            metrics.add_collector(self._collect_metrics)
             try:
                 yield
             finally:
+                metrics.remove_collector(self._collect_metrics)
                 self._started = False
                 nursery.cancel_scope.cancel()
                 for subscribers in self._subscriptions.values():
                     for subscription in subscribers:
                         subscription._notify(end=True)
                 self._data.clear()
+
+    def _collect_metrics(self) -> list[Sample]:
+        stats = self.stats
+        name = self.name
+        messages = "tinyagents_replicator_messages_total"
+        sent = "tinyagents_replicator_bytes_total"
+        return [
+            Sample(messages, "counter", {"replicator": name, "kind": "delta"},
+                   stats.delta_messages_sent),
+            Sample(messages, "counter", {"replicator": name, "kind": "status"},
+                   stats.status_messages_sent),
+            Sample(messages, "counter", {"replicator": name, "kind": "received"},
+                   stats.messages_received),
+            Sample(sent, "counter", {"replicator": name, "kind": "delta"},
+                   stats.delta_bytes_sent),
+            Sample(sent, "counter", {"replicator": name, "kind": "full_state"},
+                   stats.full_state_bytes_sent),
+        ]  # fmt: skip
 
     async def __aexit__(
         self,

@@ -46,6 +46,7 @@ import attrs
 import trio
 
 from .._address import Address, format_address, parse_address
+from .._metrics import Sample
 from .._nursery import open_service_nursery
 from .._validate import check_optional, check_seconds
 from ..actor._base import Reply
@@ -1155,7 +1156,23 @@ class Transport:
         await self._running.__aenter__()
         system._transport = self
         system._terminated_hooks.append(self._local_terminated)
+        system._metrics.add_collector(self._collect_metrics)
         return self
+
+    def _collect_metrics(self) -> list[Sample]:
+        stats = self.stats
+        return [
+            Sample("tinyagents_transport_frames_total", "counter", {"direction": "sent"},
+                   stats.frames_sent),
+            Sample("tinyagents_transport_frames_total", "counter", {"direction": "received"},
+                   stats.frames_received),
+            Sample("tinyagents_transport_bytes_total", "counter", {"direction": "sent"},
+                   stats.bytes_sent),
+            Sample("tinyagents_transport_bytes_total", "counter", {"direction": "received"},
+                   stats.bytes_received),
+            Sample("tinyagents_transport_refused_total", "counter", {},
+                   stats.connections_refused),
+        ]  # fmt: skip
 
     @asynccontextmanager
     async def _run(self, listeners: list[trio.SocketListener]) -> AsyncIterator[None]:
@@ -1171,6 +1188,7 @@ class Transport:
 
     def _close(self) -> None:
         system = self.system
+        system._metrics.remove_collector(self._collect_metrics)
         if system._transport is self:
             system._transport = None
         if self._local_terminated in system._terminated_hooks:
