@@ -161,6 +161,20 @@ async def test_protocol_errors_are_answered_and_the_connection_goes_on() -> None
             assert replies[-1]["result"]["node"] == "node-a"
 
 
+async def test_garbage_frames_and_oversized_messages() -> None:
+    with trio.fail_after(GUARD):
+        async with node() as (_, admin):
+            async with trio_websocket.open_websocket_url(admin.url) as ws:
+                await ws.send_message(b"\xff\xfe\x00garbage")
+                reply = json.loads(await ws.get_message())
+                assert reply["error"]["type"] == "BadRequest"
+                await ws.send_message("x" * (65 * 1024))  # above the request limit
+                with pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                    await ws.get_message()
+                assert closed.value.reason.code == 1009  # message too big
+            assert (await admin_request(where(admin), None, "status"))["node"] == "node-a"
+
+
 async def test_watch_streams_lifecycle_and_dead_letter_events() -> None:
     with trio.fail_after(GUARD):
         async with node() as (system, admin):
