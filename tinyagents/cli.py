@@ -288,8 +288,7 @@ def members(
         return
     table = _table("Name", "Address", "Status", "Tags")
     for member in found:
-        host = member["addr"]
-        where = f"[{host}]:{member['port']}" if ":" in host else f"{host}:{member['port']}"
+        where = format_address((member["addr"], member["port"]))
         tags = ",".join(f"{key}={value}" for key, value in sorted(member["tags"].items()))
         table.add_row(member["name"], where, member["status"], tags)
     _show(table)
