@@ -206,9 +206,14 @@ async def test_fuzz_the_frame_reader() -> None:
         data = mutate(rng, valid) if rng.random() < 0.7 else rng.randbytes(rng.randint(0, 512))
         reader = FrameReader(FeedStream(data, rng), limit=1024)
         try:
-            while (frame := await reader.read()) is not None:
-                assert 0 < len(frame) <= 1024
-                inputs += 1
+            if rng.random() < 0.5:
+                while (frame := await reader.read()) is not None:
+                    assert 0 < len(frame) <= 1024
+                    inputs += 1
+            else:
+                while frames := await reader.read_frames():
+                    assert all(0 < len(frame) <= 1024 for frame in frames)
+                    inputs += len(frames)
         except (MalformedFrame, FrameTooLarge):
             pass
         inputs += 1
@@ -223,6 +228,72 @@ async def test_a_frame_split_anywhere_reads_the_same() -> None:
     with pytest.raises(FrameTooLarge) as caught:
         await FrameReader(FeedStream(struct.pack(">I", 5000) + b"x", rng), limit=4096).read()
     assert (caught.value.size, caught.value.limit) == (5000, 4096)
+
+
+class PieceStream(trio.abc.ReceiveStream):
+    """A stream that yields the given pieces, one per receive, then EOF."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self.pieces = list(pieces)
+        self.receives = 0
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        self.receives += 1
+        return self.pieces.pop(0) if self.pieces else b""
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_every_complete_frame_of_one_receive_is_read_in_one_pass() -> None:
+    frames = [f"frame {i}".encode() for i in range(100)]
+    data = b"".join(map(encode_frame, frames))
+    last = encode_frame(b"the last one")
+    stream = PieceStream(data + last[:7], last[7:])
+    reader = FrameReader(stream)
+    assert await reader.read_frames() == frames  # in order, from one receive
+    assert stream.receives == 1
+    assert await reader.read_frames() == [b"the last one"]  # the split one, joined
+    assert stream.receives == 2
+    assert await reader.read_frames() == []  # a clean end between frames
+    # a frame split anywhere, many frames per piece: the same frames, in order
+    rng = random.Random(9)
+    many = [rng.randbytes(rng.randint(1, 3000)) for _ in range(200)]
+    reader = FrameReader(FeedStream(b"".join(map(encode_frame, many)), rng))
+    read: list[bytes] = []
+    while batch := await reader.read_frames():
+        read += batch
+    assert read == many
+
+
+async def test_frames_before_a_bad_header_arrive_then_it_raises() -> None:
+    good = encode_frame(b"one") + encode_frame(b"two")
+    stream = PieceStream(good + struct.pack(">I", 5000) + b"x", b"never read")
+    reader = FrameReader(stream, limit=4096)
+    assert await reader.read_frames() == [b"one", b"two"]
+    with pytest.raises(FrameTooLarge):
+        await reader.read_frames()
+    assert stream.receives == 1  # nothing more was read
+    reader = FrameReader(PieceStream(good + struct.pack(">I", 0)))
+    assert await reader.read_frames() == [b"one", b"two"]
+    with pytest.raises(MalformedFrame, match="empty"):
+        await reader.read_frames()
+    reader = FrameReader(PieceStream(good + encode_frame(b"cut short")[:6]))
+    assert await reader.read_frames() == [b"one", b"two"]
+    with pytest.raises(MalformedFrame, match="ended inside a frame"):
+        await reader.read_frames()
+
+
+async def test_read_takes_one_frame_and_leaves_the_rest_to_later_limits() -> None:
+    # a handshake frame read under a small limit, then a larger frame that came with it
+    big = b"y" * 3000
+    stream = PieceStream(encode_frame(b"hello") + encode_frame(big) + encode_frame(b"z"))
+    reader = FrameReader(stream, limit=1024)
+    assert await reader.read() == b"hello"
+    reader.limit = 4096
+    assert await reader.read_frames() == [big, b"z"]
+    assert await reader.read() is None
 
 
 LOCAL = NodeIdentity("acceptor", 11, "tinyagents", ("127.0.0.1", 1))

@@ -316,24 +316,30 @@ class Connection:
     async def _read_loop(self) -> None:
         peer = self.peer
         stats = peer.transport.stats
-        read = self.reader.read
+        read_frames = self.reader.read_frames
         unpack = peer.unpack
         handle = peer.handle
         while True:
-            frame = await read()
-            if frame is None:
+            # every frame complete in one receive, handled in order in one pass
+            frames = await read_frames()
+            if not frames:
                 return
-            stats.frames_received += 1
-            stats.bytes_received += len(frame) + 4
-            item = unpack(frame)
-            if type(item) is not list or not item or type(item[0]) is not int:
-                raise MalformedFrame("an envelope must be a non-empty array starting with its kind")
-            try:
-                await handle(item)
-            except (IndexError, TypeError, ValueError, KeyError) as error:
-                if isinstance(error, TransportError | MailboxError):
-                    raise
-                raise MalformedFrame(f"a malformed envelope of kind {item[0]}: {error}") from None
+            for frame in frames:
+                stats.frames_received += 1
+                stats.bytes_received += len(frame) + 4
+                item = unpack(frame)
+                if type(item) is not list or not item or type(item[0]) is not int:
+                    raise MalformedFrame(
+                        "an envelope must be a non-empty array starting with its kind"
+                    )
+                try:
+                    await handle(item)
+                except (IndexError, TypeError, ValueError, KeyError) as error:
+                    if isinstance(error, TransportError | MailboxError):
+                        raise
+                    raise MalformedFrame(
+                        f"a malformed envelope of kind {item[0]}: {error}"
+                    ) from None
 
 
 class Peer:
