@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 import trio
 
+from . import _tracing
 from ._nursery import open_service_nursery
 from ._validate import check_int, check_number
 from .actor import Actor, Context
@@ -380,15 +381,25 @@ async def run_turn(
     response's ``agent`` is ``name`` (by default the spec's ``id``).
 
     Closes ``prompt.stream`` exactly once. Raises what the turn failed with;
-    :class:`~tinyagents.errors.TurnDeadlineExceeded` when the deadline passed.
+    :class:`~tinyagents.errors.TurnDeadlineExceeded` when the deadline passed. While
+    tracing is on, the turn is an ``invoke_agent`` span, parent of its model calls'
+    and tool calls' spans.
     """
-    try:
-        with trio.CancelScope(deadline=deadline) as scope:
-            return await _turn(spec, prompt, spec.id if name is None else name)
-        assert scope.cancelled_caught
-        raise TurnDeadlineExceeded(spec.id, deadline)
-    finally:
-        await close_stream(prompt.stream)
+    agent = spec.id if name is None else name
+    with _tracing.AgentTurn(
+        agent,
+        prompt.text,
+        agent_id=spec.id,
+        model=spec.model,
+        provider=getattr(spec.provider, "gen_ai_provider", None),
+    ) as turn:
+        try:
+            with trio.CancelScope(deadline=deadline) as scope:
+                return turn.done(await _turn(spec, prompt, agent))
+            assert scope.cancelled_caught
+            raise TurnDeadlineExceeded(spec.id, deadline)
+        finally:
+            await close_stream(prompt.stream)
 
 
 def _estimate(request: ChatRequest, answer: ChatResponse) -> int:

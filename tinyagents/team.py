@@ -34,6 +34,7 @@ from typing import Any
 import attrs
 import trio
 
+from . import _tracing
 from ._nursery import open_service_nursery
 from ._validate import check_int
 from .actor import Actor, ActorRef, Context
@@ -169,7 +170,8 @@ def _team_name(instance: object, attribute: attrs.Attribute[str], value: object)
 
 class _TeamActor(Actor):
     """Serves each prompt in a task of its own, bounded by the asker's deadline; the
-    response is named after the team's actor."""
+    response is named after the team's actor. While tracing is on, each prompt is an
+    ``invoke_agent`` span, parent of the members' asks."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -186,10 +188,14 @@ class _TeamActor(Actor):
 
         async def serve() -> None:
             try:
-                with trio.CancelScope(deadline=deadline):
+                with (
+                    trio.CancelScope(deadline=deadline),
+                    _tracing.AgentTurn(spawned_as, prompt.text, agent_id=self.name) as turn,
+                ):
                     try:
-                        response = await self.answer(prompt)
+                        response = turn.done(await self.answer(prompt))
                     except Exception as error:
+                        turn.failed(error)
                         if reply is not None:
                             reply.fail(error)
                         else:

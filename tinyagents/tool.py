@@ -68,6 +68,7 @@ import attrs
 import cattrs
 import trio
 
+from . import _tracing
 from ._validate import check_seconds
 from .errors import (
     InvalidToolArguments,
@@ -883,8 +884,14 @@ async def run_tool_call(registry: ToolRegistry, call: ToolCall) -> ToolResult:
     ``is_error`` set and a ``content`` the model can act on, such as ``"error: invalid
     arguments for get_weather: missing 'city'"`` or ``"error: get_weather failed:
     ConnectionError: no route"``. Cancellation (``trio.Cancelled``) and other
-    ``BaseException``\\s pass through.
+    ``BaseException``\\s pass through. While tracing is on, the call is an
+    ``execute_tool`` span.
     """
+    with _tracing.ToolExecution(call) as execution:
+        return execution.done(await _run_tool_call(registry, call))
+
+
+async def _run_tool_call(registry: ToolRegistry, call: ToolCall) -> ToolResult:
     try:
         tool = registry[call.name]
         content = await tool.call(call.arguments)

@@ -13,6 +13,7 @@ from ..errors import ReplyError
 from ._events import StopReason
 
 if TYPE_CHECKING:
+    from .._tracing import AskTrace
     from ._cell import ActorCell, Context
     from ._ref import ActorRef
     from ._timer import AskTimer
@@ -117,6 +118,7 @@ class Reply:
         "_owner",
         "_task",
         "_timer",
+        "_trace",
         "_value",
         "deadline",
         "message",
@@ -134,6 +136,8 @@ class Reply:
         self._owner: ActorCell | None = None
         self._timer: AskTimer | None = None  # the timer watching its deadline, if any
         self._entry: list[Any] | None = None  # its place in that timer's heap, if there
+        # the trace context it carries (a _tracing.AskTrace) while tracing is on
+        self._trace: AskTrace | None = None
         self.deadline = math.inf
         """The asker's deadline (trio time): when its ask times out."""
 
@@ -166,6 +170,9 @@ class Reply:
         self._done = True
         self._value = value
         self._error = error
+        trace = self._trace
+        if trace is not None:
+            trace.end(error)
         timer = self._timer
         if timer is not None:
             self._timer = None
@@ -198,11 +205,15 @@ class Reply:
     def _abort(self, _: object) -> trio.lowlevel.Abort:
         self._task = None
         self._abandoned = True
+        if self._trace is not None:
+            self._trace.abandoned()
         return _ABORTED
 
     def _expire(self, error: BaseException) -> None:
         """The ask's deadline passed: end the asker's wait with ``error``."""
         self._timer = None
+        if self._trace is not None:
+            self._trace.end(error)
         task = self._task
         if task is not None and not self._done:
             self._task = None

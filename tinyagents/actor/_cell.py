@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from .._queue import Closed, Mailbox
+from .._tracing import receive_under
 from ..errors import (
     ActorFailed,
     ActorNameTaken,
@@ -571,7 +572,10 @@ class ActorCell:
                 reply._owner = self
             mailbox.busy = True
             try:
-                result = await self.instance.receive(ctx, envelope[0])
+                if reply is None or reply._trace is None:
+                    result = await self.instance.receive(ctx, envelope[0])
+                else:  # an ask made while tracing: its handler runs under the ask's span
+                    result = await receive_under(reply._trace, self.instance, ctx, envelope[0])
             except Exception as exc:
                 mailbox.busy = False
                 mailbox.processed += 1

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
+from .. import _tracing
 from .._queue import Full
 from .._validate import check_seconds
 from ..errors import AskTimeout, MailboxFull
@@ -206,6 +207,8 @@ class ActorRef:
         if sender is None:
             sender = _implicit_sender()
         reply = Reply(message)
+        if _tracing.tracer is not None:
+            _tracing.start_ask(cell, reply)
         envelope: Envelope = (message, sender, reply)
         clock = system._clock
         if timeout == _INF:
@@ -223,7 +226,10 @@ class ActorRef:
             with trio.move_on_after(timeout):
                 await _when_full(cell, envelope)
             if trio.current_time() >= deadline and not reply._done:
-                raise AskTimeout(cell.path, timeout, message) from None
+                timed_out = AskTimeout(cell.path, timeout, message)
+                if reply._trace is not None:
+                    reply._trace.end(timed_out)
+                raise timed_out from None
         if reply._done:  # answered (or failed) already: by a router, or at once
             try:
                 return await reply._wait()

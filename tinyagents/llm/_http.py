@@ -16,6 +16,7 @@ import attrs
 import httpx
 import trio
 
+from .. import _tracing
 from .._validate import check_seconds
 from ..errors import (
     AuthenticationError,
@@ -262,6 +263,8 @@ class HTTPProvider:
     """
 
     name: str = "http"
+    gen_ai_provider: ClassVar[str] = "http"
+    """The service as OpenTelemetry's ``gen_ai.provider.name`` names it (traces)."""
     api_key_env: ClassVar[str | None] = None
     default_base_url: ClassVar[str] = ""
     requires_key: ClassVar[bool] = True
@@ -398,18 +401,21 @@ class HTTPProvider:
 
         Cancellation (the caller's cancel scope, or ``call_timeout``, which raises
         :class:`~tinyagents.errors.ProviderTimeout`) closes the HTTP response, so the
-        provider stays usable; ``stream`` is closed in every case.
+        provider stays usable; ``stream`` is closed in every case. The call is counted
+        in the calling actor's metrics and, while tracing is on, traced as a ``chat``
+        span (see :mod:`tinyagents.tracing`).
         """
-        try:
-            if self.call_timeout is None:
-                return await self._dispatch(request, stream)
-            with trio.move_on_after(self.call_timeout):
-                return await self._dispatch(request, stream)
-            raise ProviderTimeout(
-                self.name, f"no complete answer within call_timeout={self.call_timeout:g}s"
-            )
-        finally:
-            await close_stream(stream)
+        with _tracing.LLMCall(self.name, self.gen_ai_provider, request, self.base_url) as call:
+            try:
+                if self.call_timeout is None:
+                    return call.done(await self._dispatch(request, stream))
+                with trio.move_on_after(self.call_timeout):
+                    return call.done(await self._dispatch(request, stream))
+                raise ProviderTimeout(
+                    self.name, f"no complete answer within call_timeout={self.call_timeout:g}s"
+                )
+            finally:
+                await close_stream(stream)
 
     async def _dispatch(
         self, request: ChatRequest, stream: trio.abc.SendChannel[Chunk] | None

@@ -272,6 +272,7 @@ class Anthropic(HTTPProvider):
     """
 
     name = "anthropic"
+    gen_ai_provider: ClassVar[str] = "anthropic"
     api_key_env: ClassVar[str | None] = "ANTHROPIC_API_KEY"
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     messages_path: ClassVar[str] = "/v1/messages"

@@ -63,6 +63,7 @@ class Mistral(OpenAI):
     """Mistral's chat completions API (see the module docstring)."""
 
     name = "mistral"
+    gen_ai_provider: ClassVar[str] = "mistral_ai"
     api_key_env = "MISTRAL_API_KEY"
     default_base_url = "https://api.mistral.ai/v1"
 

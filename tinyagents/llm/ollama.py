@@ -90,6 +90,7 @@ class Ollama(HTTPProvider):
     """
 
     name = "ollama"
+    gen_ai_provider: ClassVar[str] = "ollama"
     api_key_env: ClassVar[str | None] = "OLLAMA_API_KEY"
     host_env: ClassVar[str] = "OLLAMA_HOST"
     default_base_url: ClassVar[str] = "http://localhost:11434"

@@ -77,6 +77,7 @@ class OpenAI(HTTPProvider):
     """
 
     name = "openai"
+    gen_ai_provider: ClassVar[str] = "openai"
     api_key_env = "OPENAI_API_KEY"
     default_base_url = "https://api.openai.com/v1"
 

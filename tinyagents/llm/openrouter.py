@@ -24,6 +24,7 @@ Differences from :class:`~tinyagents.llm.openai.OpenAI`:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import httpx
 
@@ -42,6 +43,7 @@ class OpenRouter(OpenAI):
     """
 
     name = "openrouter"
+    gen_ai_provider: ClassVar[str] = "openrouter"
     api_key_env = "OPENROUTER_API_KEY"
     default_base_url = "https://openrouter.ai/api/v1"
 

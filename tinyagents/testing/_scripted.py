@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 import trio
 
+from .. import _tracing
 from .._validate import check_seconds
 from ..llm._http import close_stream
 from ..llm._types import ChatRequest, ChatResponse, Chunk, Message, Usage
@@ -179,22 +180,28 @@ class ScriptedProvider:
         *,
         stream: trio.abc.SendChannel[Chunk] | None = None,
     ) -> ChatResponse:
-        """Play the next step; see :class:`~tinyagents.llm.Provider`."""
-        try:
-            self.requests.append(request)
-            await trio.lowlevel.checkpoint()
-            response = self._next(request)
-            if stream is None and self._delay:
-                await trio.sleep(self._delay)
-            if stream is not None:
-                text = response.message.content
-                for i in range(0, len(text), self._chunk_size):
-                    if self._delay:
-                        await trio.sleep(self._delay)
-                    await stream.send(Chunk(delta=text[i : i + self._chunk_size]))
-                for call in response.message.tool_calls:
-                    await stream.send(Chunk(tool_call=call))
-                await stream.send(Chunk(finish_reason=response.finish_reason, usage=response.usage))
-            return response
-        finally:
-            await close_stream(stream)
+        """Play the next step; see :class:`~tinyagents.llm.Provider`. Like the HTTP
+        providers, it counts the call in the calling actor's metrics and, while tracing
+        is on, traces it as a ``chat`` span (``gen_ai.provider.name``
+        ``"tinyagents.scripted"``)."""
+        with _tracing.LLMCall(self.name, "tinyagents.scripted", request) as traced:
+            try:
+                self.requests.append(request)
+                await trio.lowlevel.checkpoint()
+                response = self._next(request)
+                if stream is None and self._delay:
+                    await trio.sleep(self._delay)
+                if stream is not None:
+                    text = response.message.content
+                    for i in range(0, len(text), self._chunk_size):
+                        if self._delay:
+                            await trio.sleep(self._delay)
+                        await stream.send(Chunk(delta=text[i : i + self._chunk_size]))
+                    for call in response.message.tool_calls:
+                        await stream.send(Chunk(tool_call=call))
+                    await stream.send(
+                        Chunk(finish_reason=response.finish_reason, usage=response.usage)
+                    )
+                return traced.done(response)
+            finally:
+                await close_stream(stream)

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Self
 import attrs
 import trio
 
+from .. import _tracing
 from .._address import Address, format_address, parse_address
 from .._metrics import Sample
 from .._nursery import open_service_nursery
@@ -455,8 +456,9 @@ class Peer:
             deadline = reply.deadline
             left = None if deadline == math.inf else max(0.0, deadline - trio.current_time())
             self.pending[ask_id] = (reply, cell)
+            trace = None if reply._trace is None else _tracing.to_wire(reply._trace)
             try:
-                self.enqueue([ASK, ask_id, left, *target, sender, type_id, payload, None])
+                self.enqueue([ASK, ask_id, left, *target, sender, type_id, payload, trace])
             except BaseException:
                 del self.pending[ask_id]
                 raise
@@ -664,11 +666,11 @@ class Peer:
             _, path, uid, node_uid, sender, type_id, payload, _trace = item
             await transport._deliver(self, path, uid, node_uid, sender, type_id, payload, None)
         elif kind == ASK:
-            _, ask_id, left, path, uid, node_uid, sender, type_id, payload, _trace = item
+            _, ask_id, left, path, uid, node_uid, sender, type_id, payload, trace = item
             if not isinstance(ask_id, int) or not (left is None or isinstance(left, int | float)):
                 raise MalformedFrame("an ask's id must be an int and its time left a number")
             await transport._deliver(
-                self, path, uid, node_uid, sender, type_id, payload, (ask_id, left)
+                self, path, uid, node_uid, sender, type_id, payload, (ask_id, left, trace)
             )
         elif kind == REPLY:
             _, ask_id, type_id, payload = item
@@ -935,7 +937,7 @@ class Transport:
         sender: object,
         type_id: object,
         payload: object,
-        ask: tuple[int, float | None] | None,
+        ask: tuple[int, float | None, object] | None,
     ) -> None:
         if sender is not None and type(sender) is not ActorRef:
             raise MalformedFrame("a sender must be a ref or nil")
@@ -966,12 +968,14 @@ class Transport:
             return
         reply: Reply | None = None
         if ask is not None:
-            ask_id, left = ask
+            ask_id, left, trace = ask
 
             def send_back(value: object, error: BaseException | None) -> None:
                 self._answer(peer, ask_id, value, error)
 
             reply = RemoteReply(message, send_back)
+            if trace is not None:  # the asker's trace context: the handler continues it
+                reply._trace = _tracing.from_wire(trace)
             if left is not None:
                 reply.deadline = trio.current_time() + left
                 system._ask_timer.watch(reply, reply.deadline, cell, float(left))
