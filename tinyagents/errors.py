@@ -25,6 +25,13 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     │   ├── UnknownTool               no tool of that name (also a ``KeyError``)
     │   ├── InvalidToolArguments      the arguments do not fit the tool's schema (``problems``)
     │   └── ToolTimeout               the tool did not finish within its timeout
+    ├── MCPError                      an MCP server could not serve a request (``server``)
+    │   ├── MCPConnectionLost         the server could not be started or reached, or died
+    │   ├── MCPTimeout                no answer within the request's deadline (a TimeoutError)
+    │   ├── MCPProtocolError          the server broke the protocol (malformed or unexpected)
+    │   │   └── MCPVersionMismatch    no protocol revision both sides speak
+    │   ├── MCPRequestError           the server answered with a JSON-RPC error (``code``)
+    │   └── MCPToolError              a tool's result was an error (also a ``ToolError``)
     ├── RegistryError
     │   ├── NameRegistered            ``registry.register`` with a name already taken
     │   └── NoMembers                 a ``RingRegistry`` lookup while no member qualifies
@@ -84,6 +91,13 @@ __all__ = [
     "InvalidToolArguments",
     "KeyDeleted",
     "KeyTypeMismatch",
+    "MCPConnectionLost",
+    "MCPError",
+    "MCPProtocolError",
+    "MCPRequestError",
+    "MCPTimeout",
+    "MCPToolError",
+    "MCPVersionMismatch",
     "MailboxError",
     "MailboxFull",
     "MalformedFrame",
@@ -344,6 +358,88 @@ class ToolTimeout(ToolError, TimeoutError):
     def __init__(self, tool: str, timeout: float) -> None:
         super().__init__(f"{tool} timed out after {timeout:g} seconds", tool)
         self.timeout = timeout
+
+
+class MCPError(TinyAgentsError):
+    """An MCP server (``tinyagents.mcp``) could not serve a request; ``server`` names it
+    (its command line or URL)."""
+
+    def __init__(self, message: str, *, server: str) -> None:
+        super().__init__(f"MCP server {server}: {message}")
+        self.server = server
+        self.detail = message
+
+
+class MCPConnectionLost(MCPError):
+    """The server could not be started or reached, or its connection broke: the process
+    exited (``returncode``, and the last lines of its stderr in the message) or the HTTP
+    connection failed. The request in flight failed with it; the next request reconnects
+    (a restarted process, a new session)."""
+
+    def __init__(self, message: str, *, server: str, returncode: int | None = None) -> None:
+        super().__init__(message, server=server)
+        self.returncode = returncode
+
+
+class MCPTimeout(MCPError, TimeoutError):
+    """No answer to ``method`` within ``timeout`` seconds. The request was cancelled on
+    the server (``notifications/cancelled``) and the connection stays usable."""
+
+    def __init__(self, method: str, timeout: float, *, server: str) -> None:
+        super().__init__(f"no answer to {method} within {timeout:g} seconds", server=server)
+        self.method = method
+        self.timeout = timeout
+
+
+class MCPProtocolError(MCPError):
+    """The server broke the protocol: a reply that is not JSON-RPC, an HTTP status or
+    content type the transport does not allow, a result without its required fields.
+    ``status`` is the HTTP status where one applies."""
+
+    def __init__(self, message: str, *, server: str, status: int | None = None) -> None:
+        super().__init__(message, server=server)
+        self.status = status
+
+
+class MCPVersionMismatch(MCPProtocolError):
+    """The server and the client have no protocol revision in common: ``offered`` are
+    the revisions the client speaks, ``answered`` what the server said it speaks."""
+
+    def __init__(self, offered: Iterable[str], answered: Iterable[str], *, server: str) -> None:
+        self.offered = tuple(offered)
+        self.answered = tuple(answered)
+        super().__init__(
+            f"no protocol revision in common (the client speaks {', '.join(self.offered)}; "
+            f"the server answered {', '.join(self.answered) or 'nothing usable'})",
+            server=server,
+        )
+
+
+class MCPRequestError(MCPError):
+    """The server answered a request with a JSON-RPC error: ``code`` (such as -32601,
+    method not found, or -32602, invalid params), its ``message`` as ``detail`` and
+    its ``data``."""
+
+    def __init__(
+        self, method: str, code: int, message: str, *, server: str, data: object = None
+    ) -> None:
+        super().__init__(f"{method} failed with error {code}: {message}", server=server)
+        self.method = method
+        self.code = code
+        self.data = data
+        self.detail = message
+
+
+class MCPToolError(MCPError, ToolError):
+    """A tool ran on the server and reported failure (a result with ``isError``); the
+    message is the tool's own text, which the model reads as the call's error result."""
+
+    def __init__(self, tool: str, text: str, *, server: str) -> None:
+        TinyAgentsError.__init__(self, text or "the tool reported an error without text")
+        self.server = server
+        self.detail = text
+        self.tool = tool
+        self.text = text
 
 
 class RegistryError(TinyAgentsError):
