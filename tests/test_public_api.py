@@ -22,6 +22,7 @@ SUBMODULES = [
     "tinyagents.memory",
     "tinyagents.testing",
     "tinyagents.crdt",
+    "tinyagents.mcp",
 ]
 # modules that also import public names of their siblings, or export constants (so only
 # their __all__ is checked)
