@@ -17,7 +17,13 @@ import trio.testing
 import trio_websocket
 
 import tinyagents as ta
-from tinyagents._admin_client import AdminRefused, AdminUnreachable, admin_request, admin_watch
+from tinyagents._admin_client import (
+    AdminRefused,
+    AdminUnreachable,
+    _connect,
+    admin_request,
+    admin_watch,
+)
 from tinyagents.admin import PROTOCOL_VERSION, AdminError, AdminServer
 from tinyagents.cluster import GossipCluster, GossipConfig
 from tinyagents.errors import SystemNotRunning
@@ -56,9 +62,8 @@ def where(admin: AdminServer) -> str:
 
 async def raw(admin: AdminServer, *messages: str, token: str | None = None) -> list[Any]:
     """Send ``messages`` over one WebSocket and return the replies, one each."""
-    headers = [] if token is None else [(b"Authorization", f"Bearer {token}".encode())]
     replies = []
-    async with trio_websocket.open_websocket_url(admin.url, extra_headers=headers) as ws:
+    async with _connect(where(admin), token) as ws:
         for message in messages:
             await ws.send_message(message)
             replies.append(json.loads(await ws.get_message()))
@@ -164,7 +169,7 @@ async def test_protocol_errors_are_answered_and_the_connection_goes_on() -> None
 async def test_garbage_frames_and_oversized_messages() -> None:
     with trio.fail_after(GUARD):
         async with node() as (_, admin):
-            async with trio_websocket.open_websocket_url(admin.url) as ws:
+            async with _connect(where(admin), None) as ws:
                 await ws.send_message(b"\xff\xfe\x00garbage")
                 reply = json.loads(await ws.get_message())
                 assert reply["error"]["type"] == "BadRequest"

@@ -11,6 +11,7 @@ import trio
 import trio_websocket
 
 from ._address import parse_address
+from ._nursery import open_service_nursery
 from .admin import PROTOCOL_VERSION
 from .errors import TinyAgentsError
 
@@ -28,33 +29,46 @@ class AdminRefused(TinyAgentsError):
     """The endpoint refused the connection (a missing or wrong token) or the request."""
 
 
-def _url(addr: str) -> str:
-    host, port = parse_address(addr, what="--addr", default_port=7373)
-    return f"ws://{f'[{host}]' if ':' in host else host}:{port}/"
-
-
 @asynccontextmanager
 async def _connect(addr: str, token: str | None) -> AsyncIterator[Any]:
-    url = _url(addr)
+    """A WebSocket to the endpoint at ``addr``, over a TCP stream this client owns and
+    closes in every case (a refused handshake, a cancelled watch)."""
+    host, port = parse_address(addr, what="--addr", default_port=7373)
     headers = [] if token is None else [(b"Authorization", f"Bearer {token}".encode())]
     try:
-        async with trio_websocket.open_websocket_url(
-            url, extra_headers=headers, connect_timeout=CONNECT_TIMEOUT, disconnect_timeout=1
-        ) as connection:
-            yield connection
-    except trio_websocket.ConnectionRejected as rejected:
-        if rejected.status_code == 401:
+        with trio.fail_after(CONNECT_TIMEOUT):
+            stream = await trio.open_tcp_stream(host, port)
+    except (OSError, trio.TooSlowError) as error:
+        raise AdminUnreachable(f"no tinyagents node answers at {addr}: {_why(error)}") from None
+    try:
+        async with open_service_nursery() as nursery:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                connection = await trio_websocket.wrap_client_stream(
+                    nursery, stream, host, "/", extra_headers=headers
+                )
+            try:
+                yield connection
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await connection.aclose()
+                nursery.cancel_scope.cancel()
+    except* trio_websocket.ConnectionRejected as group:
+        # raised by the handshake and, again, by the connection's reader task
+        status = getattr(group.exceptions[0], "status_code", 0)
+        if status == 401:
             raise AdminRefused(
                 f"the node at {addr} refused the connection: "
                 + ("a token is needed (--token)" if token is None else "wrong token")
             ) from None
-        raise AdminRefused(
-            f"the node at {addr} refused the connection (HTTP {rejected.status_code})"
-        ) from None
-    except trio_websocket.ConnectionClosed:
-        raise AdminUnreachable(f"the node at {addr} closed the connection") from None
-    except (OSError, trio_websocket.HandshakeError, trio.BrokenResourceError) as error:
-        raise AdminUnreachable(f"no tinyagents node answers at {addr}: {_why(error)}") from None
+        raise AdminRefused(f"the node at {addr} refused the connection (HTTP {status})") from None
+    except* (trio_websocket.HandshakeError, trio.TooSlowError) as group:
+        why = _why(group.exceptions[0])
+        raise AdminUnreachable(f"no tinyagents node answers at {addr}: {why}") from None
+    except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as group:
+        why = _why(group.exceptions[0])
+        raise AdminUnreachable(f"the connection to {addr} broke: {why}") from None
+    finally:
+        await trio.aclose_forcefully(stream)
 
 
 def _why(error: BaseException) -> str:
