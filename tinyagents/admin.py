@@ -56,7 +56,7 @@ from ._metrics import Sample
 from ._nursery import open_service_nursery
 from ._validate import check_optional
 from ._version import __version__
-from .actor._cell import STARTING, STOPPED, STOPPING
+from .actor._cell import RUNNING, STARTING, STOPPED, STOPPING
 from .actor._ref import ActorRef
 from .errors import SystemNotRunning, TinyAgentsError
 
@@ -223,7 +223,7 @@ class AdminServer:
                 ws_request = await trio_websocket.wrap_server_stream(
                     nursery, _Replayed(stream, head), max_message_size=_MAX_REQUEST
                 )
-                await self._serve_websocket(ws_request)
+                await self._serve_websocket(ws_request, stream)
                 nursery.cancel_scope.cancel()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # the client went away
@@ -267,12 +267,14 @@ class AdminServer:
             stream, 200, "text/plain; version=0.0.4; charset=utf-8", body, head=method == "HEAD"
         )
 
-    async def _serve_websocket(self, request: trio_websocket.WebSocketRequest) -> None:
+    async def _serve_websocket(
+        self, request: trio_websocket.WebSocketRequest, stream: trio.SocketStream
+    ) -> None:
         headers = {
             key.decode("latin-1").lower(): value.decode("latin-1") for key, value in request.headers
         }
         if not self._authorized(headers):
-            self._refuse(request._connection._stream)
+            self._refuse(stream)
             await request.reject(401, body=b"unauthorized\n")
             return
         connection = await request.accept()
@@ -335,7 +337,6 @@ class AdminServer:
         """What ``status`` answers: see the module."""
         system = self.system
         snapshot = system.metrics()
-        cells = system._cells()
         llm: dict[str, dict[str, float]] = {}
         for sample in snapshot.samples:
             provider = sample.labels.get("provider")
@@ -363,7 +364,7 @@ class AdminServer:
             "system": system.name,
             "version": __version__,
             "uptime": round(time.monotonic() - self._started, 3),
-            "actors": len(cells),
+            "actors": int(snapshot.value("tinyagents_actors")),
             "mailboxes": {
                 "queued": snapshot.value("tinyagents_mailbox_depth"),
                 "processed": snapshot.value("tinyagents_messages_processed_total"),
@@ -457,7 +458,7 @@ class _BadRequest(Exception):
     pass
 
 
-_STATES = {STARTING: "starting", 1: "running", STOPPING: "stopping", STOPPED: "stopped"}
+_STATES = {STARTING: "starting", RUNNING: "running", STOPPING: "stopping", STOPPED: "stopped"}
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -569,14 +570,12 @@ async def _respond(
     await stream.send_all(data if head else data + body)
 
 
-def _peer_of(stream: object) -> str:
-    socket = getattr(stream, "socket", None)
-    inner = getattr(stream, "_stream", None)
-    if socket is None and inner is not None:
-        socket = getattr(inner, "socket", None)
+def _peer_of(stream: trio.abc.Stream) -> str:
+    if not isinstance(stream, trio.SocketStream):
+        return "an unknown peer"
     try:
-        host, port = socket.getpeername()[:2]  # type: ignore[union-attr]
-    except (AttributeError, OSError):
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
         return "an unknown peer"
     return format_address((host, port))
 

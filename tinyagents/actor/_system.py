@@ -229,11 +229,11 @@ class ActorSystem:
     def _cells(self) -> list[ActorCell]:
         """Every live actor's cell, parents before their children."""
         cells: list[ActorCell] = []
-        pending = list((self._guardian.children or {}).values())
-        while pending:
-            cell = pending.pop(0)
+        pending = list(reversed((self._guardian.children or {}).values()))
+        while pending:  # depth first, in spawn order: a stack of the children reversed
+            cell = pending.pop()
             cells.append(cell)
-            pending[:0] = list((cell.children or {}).values())
+            pending.extend(reversed((cell.children or {}).values()))
         return cells
 
     def _collect_metrics(self) -> list[Sample]:
