@@ -340,6 +340,85 @@ async def test_both_nodes_talking_at_once_share_one_connection() -> None:
             assert opened == 1
 
 
+def _slow_accept(monkeypatch: pytest.MonkeyPatch, on: str, seconds: float) -> None:
+    """Make node ``on`` take ``seconds`` between finishing an inbound handshake and
+    using the connection (the window in which a simultaneous open can go wrong)."""
+    from tinyagents.transport import _service
+
+    accept = _service.accept_handshake
+
+    async def slow(stream: Any, reader: Any, local: Any, **options: Any) -> Any:
+        identity = await accept(stream, reader, local, **options)
+        if local.node == on:
+            await trio.sleep(seconds)
+        return identity
+
+    monkeypatch.setattr(_service, "accept_handshake", slow)
+
+
+async def _settled(transport_a: Transport, transport_b: Transport) -> None:
+    """Both nodes use one connection, the one "a" (the smaller id) dialed."""
+    while True:
+        to_b, to_a = transport_a.peer("b").connection, transport_b.peer("a").connection
+        if to_b is not None and to_a is not None and to_b.outbound and not to_a.outbound:
+            return
+        await trio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("slow", "first"),
+    [
+        # "b" still sets up the connection "a" dialed when "b" dials too: "a" keeps its own
+        ("b", "a"),
+        # "a" still sets up the connection "b" dialed when "a" dials too: both
+        # connections come up, and both nodes keep the one "a" dialed
+        ("a", "b"),
+    ],
+)
+async def test_a_simultaneous_open_loses_nothing_and_settles_on_one_connection(
+    monkeypatch: pytest.MonkeyPatch, slow: str, first: str
+) -> None:
+    _slow_accept(monkeypatch, slow, 0.3)
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, transport_a), node("b") as (system_b, transport_b):
+            systems = {"a": (system_a, transport_b), "b": (system_b, transport_a)}
+            boxes: dict[str, list[Any]] = {"a": [], "b": []}
+            done = {"a": trio.Event(), "b": trio.Event()}
+            for name, (system, _) in systems.items():
+                await system.spawn(
+                    lambda b=boxes[name], e=done[name]: Collector(b, e, 5), name="collector"
+                )
+                await system.spawn(Echo, name="echo")
+            second = "b" if first == "a" else "a"
+
+            async def talk(name: str, answers: list[Any]) -> None:
+                system, other = systems[name]
+                collector = system.ref_for(uri(other, "/user/collector"))
+                echo = system.ref_for(uri(other, "/user/echo"))
+                for i in range(5):
+                    collector.tell_nowait(f"{name}{i}")
+                answers.append(await echo.ask(name, timeout=10))
+
+            answers: list[Any] = []
+            async with (
+                system_a.events.subscribe(DeadLetter) as dead_a,
+                system_b.events.subscribe(DeadLetter) as dead_b,
+            ):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(talk, first, answers)
+                    await trio.sleep(0.1)  # the first dial is through; its acceptor lags
+                    nursery.start_soon(talk, second, answers)
+                await done["a"].wait()
+                await done["b"].wait()
+                await _settled(transport_a, transport_b)
+                for events in (dead_a, dead_b):
+                    with pytest.raises(trio.WouldBlock):
+                        events.receive_nowait()
+            assert sorted(answers) == ["a", "b"]
+            assert boxes["b"] == [f"a{i}" for i in range(5)]
+            assert boxes["a"] == [f"b{i}" for i in range(5)]
+
+
 async def _ask_into(ref: ActorRef, value: int, answers: list[Any]) -> None:
     answers.append(await ref.ask(value, timeout=10))
 

@@ -20,7 +20,15 @@ kind  name        items after the kind
 8     chunk       stream id, type id, payload  (a value sent on a stream that crossed)
 9     end         stream id  (that stream was closed)
 10    dead        path, uid, type id  (a tell found no actor there)
+11    retire      (none)  (the sender writes nothing more on this connection)
 ====  ==========  ========================================================================
+
+When both nodes dial each other at once, the connection dialed by the node with the
+smaller id wins, on both sides, whichever handshake finishes first. A connection that
+loses after it carried frames is retired, never cut: each side finishes the batch it
+is writing, sends ``retire`` and writes no more there, and reads until the other side's
+``retire`` arrives, so no frame sent on it is lost and its asks' replies come back on
+the connection that won.
 
 Uids of 0 mean "any": a ref made from a URI names whatever actor lives at the path,
 on whatever incarnation of the node is up. Per sender, messages to one node keep their
@@ -88,7 +96,7 @@ logger = logging.getLogger("tinyagents.transport")
 TRANSPORT_TAG = "ta-transport"
 """The gossip tag under which a node advertises its transport address (``host:port``)."""
 
-TELL, ASK, REPLY, FAIL, STOP, WATCH, UNWATCH, TERMINATED, CHUNK, END, DEAD = range(11)
+TELL, ASK, REPLY, FAIL, STOP, WATCH, UNWATCH, TERMINATED, CHUNK, END, DEAD, RETIRE = range(12)
 _NETWORK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 _STOPPED = 3
 
@@ -255,19 +263,37 @@ class Connection:
     """One established, authenticated connection to a peer: a reader and a writer task."""
 
     def __init__(
-        self, peer: Peer, stream: trio.abc.Stream, reader: FrameReader, identity: NodeIdentity
+        self,
+        peer: Peer,
+        stream: trio.abc.Stream,
+        reader: FrameReader,
+        identity: NodeIdentity,
+        *,
+        outbound: bool,
     ) -> None:
         self.peer = peer
         self.stream = stream
         self.reader = reader
         self.identity = identity
+        self.outbound = outbound  # dialed by this node
         self.in_flight: list[tuple[bytes, object]] = []
         self.scope = trio.CancelScope()
         self.closed = False
+        self.retiring = False  # this side writes no more here
+        self.retired_by_peer = False  # nor does the other side
 
     def close(self) -> None:
         self.closed = True
         self.scope.cancel()
+
+    def retire(self) -> None:
+        """Stop writing here once the batch being written is out, tell the other side,
+        and close once it has said the same (or after ``connect_timeout``)."""
+        if self.retiring:
+            return
+        self.retiring = True
+        self.scope.deadline = trio.current_time() + self.peer.transport.config.connect_timeout
+        self.peer.wake.set()
 
     async def run(self) -> None:
         peer = self.peer
@@ -300,6 +326,9 @@ class Connection:
         stats = peer.transport.stats
         stream = self.stream
         while True:
+            if self.retiring:
+                await stream.send_all(encode_frame(peer.pack([RETIRE])))
+                await trio.sleep_forever()
             outbox = peer.outbox
             if not outbox:
                 peer.wake = trio.Event()
@@ -333,6 +362,12 @@ class Connection:
                     raise MalformedFrame(
                         "an envelope must be a non-empty array starting with its kind"
                     )
+                if item[0] == RETIRE:
+                    self.retired_by_peer = True
+                    if self.retiring:
+                        return
+                    peer.retired(self)
+                    continue
                 try:
                     await handle(item)
                 except (IndexError, TypeError, ValueError, KeyError) as error:
@@ -366,6 +401,7 @@ class Peer:
         self.stoppers: set[RemoteCell] = set()
         self.exported: dict[int, _Forward] = {}
         self.known_by_cluster = False
+        self.refused_for_own = False
         codec = transport.codec
         self.pack = codec.packer(self)
         self.unpack = codec.unpacker(self)
@@ -518,12 +554,14 @@ class Peer:
                 self._dial_failed(error)
             return
         self.dialing = False
-        if self.connection is not None and self.connection.identity.uid == identity.uid:
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await stream.aclose()
+        if not self.replaced_by(identity, outbound=True):
+            # the other node's connection won meanwhile: this one only drains
+            loser = Connection(self, stream, reader, identity, outbound=True)
+            loser.retire()
+            await loser.run()
             return
         transport.stats.connections_opened += 1
-        self.attach(stream, reader, identity)
+        self.attach(stream, reader, identity, outbound=True)
 
     def _dial_failed(self, error: BaseException) -> None:
         detail = f"could not connect to {format_address(self.address or ('?', 0))}: {error}"
@@ -537,10 +575,28 @@ class Peer:
         if not self.known_by_cluster:
             self._cells_gone(unreachable, None)
 
+    def replaced_by(self, identity: NodeIdentity, *, outbound: bool) -> bool:
+        """Whether a new connection with ``identity`` (dialed by this node when
+        ``outbound``) should replace this peer's connection: always, unless the current
+        one reaches the same incarnation and was dialed by the other side of the pair,
+        in which case the one dialed by the smaller node id wins (on both nodes alike)."""
+        current = self.connection
+        if current is None or current.identity.uid != identity.uid:
+            return True
+        if current.outbound == outbound:
+            return True  # the same node dialed again: it lost the old one
+        return outbound == (self.transport.node < self.node)
+
     def admit(self, identity: NodeIdentity) -> str | None:
         """Whether an inbound connection from ``identity`` may be used (see the
         module: the connection dialed by the smaller node id wins a simultaneous open)."""
-        if self.dialing and self.connection is None and self.transport.node < identity.node:
+        own = self.transport.node < identity.node and (
+            self.dialing or not self.replaced_by(identity, outbound=False)
+        )
+        if own:
+            # if this node's own connection is in fact dead, dial again when it ends,
+            # so that the other node (waiting for it) is not left without one
+            self.refused_for_own = True
             return f"simultaneous connection: {self.transport.node!r}'s own connection is used"
         return None
 
@@ -550,6 +606,7 @@ class Peer:
         reader: FrameReader,
         identity: NodeIdentity,
         *,
+        outbound: bool,
         start: bool = True,
     ) -> Connection:
         """Make an authenticated stream this peer's connection (closing any other);
@@ -562,12 +619,15 @@ class Peer:
             )
         old = self.connection
         if old is not None:
-            old.close()
+            if old.identity.uid == identity.uid:
+                old.retire()  # its frames still arrive; its asks' replies come here
+            else:
+                old.close()
         self.identity = identity
         self.address = identity.address
         self.retry_at = -math.inf
         self.backoff = self.transport.config.backoff_min
-        connection = Connection(self, stream, reader, identity)
+        connection = Connection(self, stream, reader, identity, outbound=outbound)
         self.connection = connection
         if start:
             nursery = self.transport._nursery
@@ -600,11 +660,24 @@ class Peer:
         self.exported.clear()
         if self.transport._nursery is None:
             return
-        if self.outbox or self.watched or self.stoppers:
+        refused, self.refused_for_own = self.refused_for_own, False
+        if self.outbox or self.watched or self.stoppers or refused:
             try:
                 self._ensure_connecting()
             except NodeUnreachable as error:
                 self._dial_failed(error)
+
+    def retired(self, connection: Connection) -> None:
+        """The other node retired ``connection``: retire it here too. Were it still
+        this peer's connection, frames wait for the next one."""
+        connection.retire()
+        if self.connection is connection:
+            self.connection = None
+            if self.outbox or self.watched or self.stoppers:
+                try:
+                    self._ensure_connecting()
+                except NodeUnreachable as error:
+                    self._dial_failed(error)
 
     def _fail_all(self, error: NodeUnreachable, frames: Any) -> None:
         system = self.transport.system
@@ -1111,7 +1184,13 @@ class Transport:
         self.stats.connections_accepted += 1
         peer = self.peer(identity.node)
         # this task runs the connection: serve_listeners closes the stream when it ends
-        await peer.attach(stream, reader, identity, start=False).run()
+        if peer.replaced_by(identity, outbound=False):
+            await peer.attach(stream, reader, identity, outbound=False, start=False).run()
+            return
+        # this node's own connection won while the handshake ended: this one drains
+        loser = Connection(peer, stream, reader, identity, outbound=False)
+        loser.retire()
+        await loser.run()
 
     async def _follow_members(self) -> None:
         from ..cluster._member import MemberEvent, MemberFailed, MemberLeft
