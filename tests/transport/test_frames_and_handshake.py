@@ -231,7 +231,8 @@ async def test_a_frame_split_anywhere_reads_the_same() -> None:
 
 
 class PieceStream(trio.abc.ReceiveStream):
-    """A stream that yields the given pieces, one per receive, then EOF."""
+    """A stream that yields the given pieces, one per receive (no more than asked for:
+    the rest of a piece comes next), then EOF."""
 
     def __init__(self, *pieces: bytes) -> None:
         self.pieces = list(pieces)
@@ -240,7 +241,13 @@ class PieceStream(trio.abc.ReceiveStream):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         await trio.lowlevel.checkpoint()
         self.receives += 1
-        return self.pieces.pop(0) if self.pieces else b""
+        if not self.pieces:
+            return b""
+        piece = self.pieces.pop(0)
+        if max_bytes is not None and len(piece) > max_bytes:
+            self.pieces.insert(0, piece[max_bytes:])
+            piece = piece[:max_bytes]
+        return piece
 
     async def aclose(self) -> None:
         pass
@@ -363,3 +370,28 @@ async def test_a_node_serves_its_peers_while_a_stranger_sends_garbage() -> None:
             assert stats.connections_refused == 30
             assert stats.frames_too_large >= 10
             assert stats.connections_accepted == 1
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+async def test_a_read_cancelled_inside_a_frame_loses_none_of_it(
+    clock: trio.testing.MockClock,
+) -> None:
+    send, receive = trio.testing.memory_stream_one_way_pair()
+    reader = FrameReader(receive)
+    first, second = b"a" * 5000, b"b" * 10
+    data = encode_frame(first) + encode_frame(second)
+    await send.send_all(data[:3])  # half a header
+    with trio.move_on_after(1) as scope:
+        await reader.read_frames()
+    assert scope.cancelled_caught
+    await send.send_all(data[3:2000])  # the header and part of the body
+    with trio.move_on_after(1) as scope:
+        await reader.read_frames()
+    assert scope.cancelled_caught
+    await send.send_all(data[2000:])
+    assert await reader.read_frames() == [first]
+    assert await reader.read_frames() == [second]

@@ -1,7 +1,9 @@
 """Frames: a 4-byte big-endian length, then that many bytes (a msgpack envelope).
 
-Reading is buffered, so a frame split across TCP segments, or many frames in one
-segment, read the same; every frame complete in one receive is taken in one pass.
+Reading is buffered by a :class:`tricycle.BufferedReceiveStream`, so a frame split
+across TCP segments, or many frames in one segment, read the same. Every frame complete
+in one receive is taken in one pass; the start of a frame that has not fully arrived is
+put back into the buffered stream, which then reads exactly the bytes still missing.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import struct
 
 import trio
+from tricycle import BufferedReceiveStream
 
 from ..errors import FrameTooLarge, MalformedFrame
 
@@ -33,17 +36,20 @@ class FrameReader:
     One reader per stream, used by one task at a time (reads are not concurrent).
     :meth:`read` returns one frame; :meth:`read_frames` every frame complete in what
     has arrived, so that a burst of small frames costs one receive and one scheduler
-    pass rather than one per frame.
+    pass rather than one per frame. Cancelling a read loses nothing: what had arrived
+    is read by the next call.
     """
 
     def __init__(self, stream: trio.abc.ReceiveStream, *, limit: int = DEFAULT_FRAME_LIMIT) -> None:
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be an int >= 1, not {limit!r}")
         self.limit = limit
+        # chunk_size=1: the buffered stream asks for exactly the bytes a read lacks, so
+        # it only ever holds the start of one frame (put back by read_frames)
+        self._buffered = BufferedReceiveStream(stream, chunk_size=1)
         self._stream = stream
-        self._tail = bytearray()
-        """What has arrived and not been returned: at most the start of one frame
-        after :meth:`read_frames`, maybe more after :meth:`read`."""
+        self._partial = False
+        """Whether the buffered stream holds the start of a frame."""
 
     def _size(self, data: bytes | bytearray, pos: int) -> int:
         """The length announced by the header at ``pos``, checked."""
@@ -54,14 +60,14 @@ class FrameReader:
             raise MalformedFrame("an empty frame")
         return size
 
-    def _split(self, data: bytes | bytearray, frames: list[bytes], most: int) -> int:
-        """Append up to ``most`` complete frames of ``data`` to ``frames``; where the
-        rest starts. A bad header raises, unless frames before it were taken (it
+    def _split(self, data: bytes, frames: list[bytes]) -> int:
+        """Append the complete frames at the start of ``data`` to ``frames``; where
+        the rest starts. A bad header raises, unless frames before it were taken (it
         raises on the next read, nothing after it being read)."""
         pos = 0
         end = len(data)
         size_of = self._size
-        while most and end - pos >= 4:
+        while end - pos >= 4:
             try:
                 size = size_of(data, pos)
             except (FrameTooLarge, MalformedFrame):
@@ -71,48 +77,22 @@ class FrameReader:
             stop = pos + 4 + size
             if stop > end:
                 break
-            frames.append(bytes(data[pos + 4 : stop]))
+            frames.append(data[pos + 4 : stop])
             pos = stop
-            most -= 1
         return pos
 
-    def _take(self, most: int) -> list[bytes]:
-        """Up to ``most`` complete frames from what has arrived already."""
-        frames: list[bytes] = []
-        tail = self._tail
-        if len(tail) >= 4:
-            taken = self._split(tail, frames, most)
-            if taken:
-                del tail[:taken]
-        return frames
-
-    async def _receive(self, most: int) -> list[bytes]:
-        """Receive until a frame is complete; up to ``most`` complete frames, or ``[]``
-        when the stream ended cleanly between frames."""
-        tail = self._tail
-        while True:
-            wanted = _CHUNK
-            if len(tail) >= 4:
-                wanted = max(wanted, 4 + self._size(tail, 0) - len(tail))
-            data = await self._stream.receive_some(wanted)
-            if not data:
-                if tail:
-                    raise MalformedFrame(
-                        f"the stream ended inside a frame ({len(tail)} bytes of it arrived)"
-                    )
-                return []
-            frames: list[bytes] = []
-            if tail:
-                tail += data
-                taken = self._split(tail, frames, most)
-                if taken:
-                    del tail[:taken]
-            else:  # the common case: frames straight from what arrived, the rest kept
-                taken = self._split(data, frames, most)
-                if taken < len(data):
-                    tail += data[taken:]
-            if frames:
-                return frames
+    async def _read_exactly(self, size: int, *, started: bool) -> bytes | None:
+        """``size`` bytes from the buffered stream; ``None`` at a clean end of the
+        stream (nothing of a frame ``started``)."""
+        data = await self._buffered.receive(size)
+        if len(data) == size:
+            return bytes(data)
+        if data or started:
+            self._buffered.unget(data)
+            self._partial = True
+            arrived = len(data) + (4 if started else 0)
+            raise MalformedFrame(f"the stream ended inside a frame ({arrived} bytes of it arrived)")
+        return None
 
     async def read(self) -> bytes | None:
         """The next frame's bytes, or ``None`` when the stream ended cleanly between
@@ -123,19 +103,35 @@ class FrameReader:
             MalformedFrame: an empty frame, or the stream ended inside a frame.
             trio.BrokenResourceError and the like: what the stream raises.
         """
-        frames = self._take(1)
-        if frames:
-            await trio.lowlevel.checkpoint()
-        else:
-            frames = await self._receive(1)
-        return frames[0] if frames else None
+        self._partial = True  # until the frame is whole: a cancelled read keeps its bytes
+        header = await self._read_exactly(4, started=False)
+        if header is None:
+            self._partial = False
+            return None
+        try:
+            size = self._size(header, 0)
+            body = await self._read_exactly(size, started=True)
+        except BaseException:
+            self._buffered.unget(header)
+            raise
+        self._partial = False
+        return body
 
     async def read_frames(self) -> list[bytes]:
         """Every frame complete in what has arrived (at least one, receiving until one
         is), in order; ``[]`` when the stream ended cleanly between frames. Raises as
         :meth:`read`, after returning the frames before a bad header."""
-        frames = self._take(-1)
-        if frames:
-            await trio.lowlevel.checkpoint()
-            return frames
-        return await self._receive(-1)
+        if self._partial:
+            frame = await self.read()  # the rest of the frame that had begun
+            return [] if frame is None else [frame]
+        data = await self._stream.receive_some(_CHUNK)
+        if not data:
+            return []
+        frames: list[bytes] = []
+        taken = self._split(data, frames)
+        if taken < len(data):
+            self._buffered.unget(data[taken:])
+            self._partial = True
+            if not frames:
+                return await self.read_frames()
+        return frames
