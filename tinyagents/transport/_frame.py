@@ -124,7 +124,7 @@ class FrameReader:
         if self._partial:
             frame = await self.read()  # the rest of the frame that had begun
             return [] if frame is None else [frame]
-        data = await self._stream.receive_some(_CHUNK)
+        data = bytes(await self._stream.receive_some(_CHUNK))  # no copy of bytes
         if not data:
             return []
         frames: list[bytes] = []
