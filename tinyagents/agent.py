@@ -25,6 +25,7 @@ failure of the actor, supervised as usual.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,9 +35,16 @@ import trio
 
 from . import _tracing
 from ._nursery import open_service_nursery
+from ._output import OutputSpec
 from ._validate import check_int, check_number
 from .actor import Actor, Context
-from .errors import BudgetExceeded, TinyAgentsError, ToolRoundsExceeded, TurnDeadlineExceeded
+from .errors import (
+    BudgetExceeded,
+    OutputValidationError,
+    TinyAgentsError,
+    ToolRoundsExceeded,
+    TurnDeadlineExceeded,
+)
 from .llm._forward import ForwardingChannel
 from .llm._http import close_stream
 from .llm._types import ChatRequest, ChatResponse, Chunk, Message, Provider, ToolCall, Usage
@@ -178,6 +186,11 @@ class Response:
 
     ``parts``, ``transcript`` and ``routed_to`` are empty (``None``) for the other
     kinds.
+
+    ``output`` is the typed value of an agent with an ``output_type`` (its ``text`` the
+    JSON it came from); ``None`` otherwise. A team's ``output`` is the ``output`` of
+    the step whose text is its answer (a Pipeline's last stage, a Router's chosen
+    member, a Debate's arbiter, a Hierarchy's supervisor), when that one has one.
     """
 
     message: Message
@@ -189,6 +202,7 @@ class Response:
     transcript: tuple[tuple[str, str], ...] = ()
     routed_to: str | None = None
     steps: tuple[Response, ...] = attrs.field(default=(), converter=_steps)
+    output: Any = None
 
     @property
     def text(self) -> str:
@@ -300,6 +314,22 @@ def _options(
         raise TypeError(f"Agent options must be a mapping, not {value!r:.80}")
 
 
+def _output_retries(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    check_int(value, "Agent output_retries (an int >= 0)", minimum=0)
+
+
+def _output_spec(agent: Agent) -> OutputSpec | None:
+    if agent.output_type is None:
+        return None
+    spec = OutputSpec(agent.output_type)
+    if spec.name in agent.tools:
+        raise ValueError(
+            f"Agent output_type is sent as {spec.name!r}, the name of one of its tools: "
+            "rename the tool or the type"
+        )
+    return spec
+
+
 def _budget(instance: object, attribute: attrs.Attribute[Budget | None], value: object) -> None:
     if value is not None and not isinstance(value, Budget):
         raise TypeError(f"Agent budget must be None or a Budget, not {value!r:.80}")
@@ -326,6 +356,14 @@ class Agent:
     * ``temperature``, ``max_tokens``, ``options`` — passed into every
       :class:`~tinyagents.llm.ChatRequest`.
     * ``budget`` — a shared :class:`Budget`.
+    * ``output_type`` — the type of the answer: an attrs class, a dataclass, a
+      TypedDict, ``list[...]``, a scalar, a ``Literal`` or a union of those. Its JSON
+      Schema goes to the provider (see :class:`~tinyagents.llm.OutputFormat` for how
+      each takes it), the answer is checked against it and structured with cattrs into
+      :attr:`Response.output`. An answer that does not fit is sent back to the model
+      with what is wrong, up to ``output_retries`` times (default 2); then the turn
+      fails with :class:`~tinyagents.errors.OutputValidationError`, which keeps the
+      last answer's text.
 
     Each is checked here: a wrong type raises ``TypeError`` and a value out of range
     (an empty ``id``, a negative ``max_tool_rounds``) ``ValueError``, naming it.
@@ -342,6 +380,11 @@ class Agent:
     max_tokens: int | None = attrs.field(default=None, validator=_max_tokens)
     options: Mapping[str, Any] = attrs.field(factory=dict, validator=_options)
     budget: Budget | None = attrs.field(default=None, validator=_budget)
+    output_type: Any = None
+    output_retries: int = attrs.field(default=2, validator=_output_retries)
+    _output: OutputSpec | None = attrs.field(
+        init=False, default=attrs.Factory(_output_spec, takes_self=True), repr=False
+    )
 
     def create_actor(self) -> Actor:
         """A fresh agent actor (the spec is what ``spawn`` takes)."""
@@ -420,6 +463,9 @@ async def _turn(spec: Agent, prompt: Prompt, name: str) -> Response:
     rounds = 0
     calls_run = 0
     usage = Usage()
+    output = spec._output
+    attempts = 0
+    value: Any = None
     while True:
         if spec.budget is not None:
             spec.budget.check(spec.id)
@@ -430,6 +476,7 @@ async def _turn(spec: Agent, prompt: Prompt, name: str) -> Response:
             temperature=spec.temperature,
             max_tokens=spec.max_tokens,
             options=spec.options,
+            output=None if output is None else output.format,
         )
         forward = ForwardingChannel(prompt.stream) if prompt.stream is not None else None
         answer = await spec.provider.chat(request, stream=forward)
@@ -440,6 +487,20 @@ async def _turn(spec: Agent, prompt: Prompt, name: str) -> Response:
             spec.budget.charge(answer.usage, estimate=estimate)
         new.append(answer.message)
         calls = answer.message.tool_calls
+        answer_call = None if output is None else output.answer_call(answer.message)
+        if output is not None and (answer_call is not None or not calls):
+            attempts += 1
+            raw = answer.message.content if answer_call is None else _json(answer_call.arguments)
+            try:
+                value = output.parse(raw if answer_call is None else dict(answer_call.arguments))
+            except ValueError as error:
+                if attempts > spec.output_retries:
+                    raise OutputValidationError(spec.id, raw, str(error), attempts) from None
+                new.extend(_retry(calls, answer_call, str(error)))
+                continue
+            if answer_call is not None:  # the history keeps the answer as text
+                new[-1] = Message.assistant(raw)
+            break
         if not calls:
             break
         if rounds > spec.max_tool_rounds:
@@ -455,7 +516,28 @@ async def _turn(spec: Agent, prompt: Prompt, name: str) -> Response:
         usage = usage + step.usage
         rounds += step.rounds
         calls_run += step.tool_calls
-    return Response(new[-1], usage, name, rounds, calls_run, steps=steps)
+    return Response(new[-1], usage, name, rounds, calls_run, steps=steps, output=value)
+
+
+def _json(arguments: Mapping[str, Any]) -> str:
+    return json.dumps(dict(arguments), ensure_ascii=False)
+
+
+def _retry(
+    calls: tuple[ToolCall, ...], answer_call: ToolCall | None, problems: str
+) -> list[Message]:
+    """What the model is told when its answer does not fit its output type."""
+    feedback = (
+        f"The answer does not match the required schema: {problems}. "
+        "Answer again, with only JSON that matches the schema."
+    )
+    if answer_call is None:
+        return [Message.user(feedback)]
+    # every call of the message needs its result; only the answer was looked at
+    return [
+        Message.tool(call, feedback if call is answer_call else "not run: the answer came first")
+        for call in calls
+    ]
 
 
 async def _run_calls(tools: ToolRegistry, calls: tuple[ToolCall, ...]) -> list[Message]:

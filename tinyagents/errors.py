@@ -19,6 +19,7 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     ├── AgentError                    an agent's turn could not complete
     │   ├── ToolRoundsExceeded        the model kept calling tools past ``max_tool_rounds``
     │   ├── BudgetExceeded            the shared token budget is spent
+    │   ├── OutputValidationError     the answer never matched the agent's ``output_type``
     │   └── TurnDeadlineExceeded      the asker's deadline passed (also a ``TimeoutError``)
     ├── ToolError                     a tool was registered, looked up or called wrongly (``tool``)
     │   ├── ToolNameTaken             ``ToolRegistry.register`` with a name another tool has
@@ -107,6 +108,7 @@ __all__ = [
     "NoRoutees",
     "NodeUnreachable",
     "NotSerializable",
+    "OutputValidationError",
     "Overloaded",
     "ProtocolError",
     "ProviderConnectionError",
@@ -302,6 +304,24 @@ class BudgetExceeded(AgentError):
         )
         self.tokens = tokens
         self.spent = spent
+
+
+class OutputValidationError(AgentError, ValueError):
+    """The model's answer did not match the agent's ``output_type``, also after the
+    retries in which it was shown what was wrong.
+
+    ``raw`` is the text of the last answer, ``problems`` what was wrong with it, and
+    ``attempts`` how many answers were checked."""
+
+    def __init__(self, agent: str, raw: str, problems: str, attempts: int) -> None:
+        super().__init__(
+            f"agent {agent!r}: the answer does not match its output type after {attempts} "
+            f"attempt{'s' if attempts != 1 else ''}: {problems}",
+            agent,
+        )
+        self.raw = raw
+        self.problems = problems
+        self.attempts = attempts
 
 
 class TurnDeadlineExceeded(AgentError, TimeoutError):

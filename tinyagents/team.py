@@ -149,10 +149,14 @@ async def ask_member(
 
 def _combine(message: Message, steps: Sequence[Response], **fields: Any) -> Response:
     """A team's response: ``message``, with ``usage``, ``rounds`` and ``tool_calls``
-    summed over ``steps`` (its ``agent`` is filled in by the team actor)."""
+    summed over ``steps`` (its ``agent`` is filled in by the team actor), and the
+    ``output`` of the step whose message it is, if any."""
     usage = Usage()
     for step in steps:
         usage = usage + step.usage
+    fields.setdefault(
+        "output", next((step.output for step in reversed(steps) if step.message is message), None)
+    )
     return Response(
         message,
         usage,

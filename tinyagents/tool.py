@@ -43,6 +43,7 @@ is refused with a ``TypeError`` when the tool is made, not when the model calls 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import inspect
 import json
@@ -258,6 +259,13 @@ def _strip_annotated(hint: Any) -> tuple[Any, str | None]:
     return hint, description
 
 
+def _strip_required(hint: Any) -> Any:
+    """``T`` for ``Required[T]`` / ``NotRequired[T]`` (TypedDict keys), else ``hint``."""
+    if typing.get_origin(hint) in (typing.Required, typing.NotRequired):
+        return typing.get_args(hint)[0]
+    return hint
+
+
 def _is_nullable(hint: Any) -> bool:
     hint, _ = _strip_annotated(hint)
     return _is_union(hint) and any(
@@ -357,6 +365,10 @@ class _Schemas:
             return {"anyOf": [self.of(arm) for arm in args]}
         if isinstance(hint, type) and attrs.has(hint):
             return self._attrs_class(hint)
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            return self._dataclass(hint)
+        if typing.is_typeddict(hint):
+            return self._typed_dict(hint)
         if hint in _ARRAYS or origin in _ARRAYS:
             return self._array(args)
         if hint is tuple or origin is tuple:
@@ -379,6 +391,73 @@ class _Schemas:
         if not args:
             return {"type": "array"}
         return {"type": "array", "items": self.of(args[0])}
+
+    def _hints(self, cls: type) -> dict[str, Any]:
+        if cls in self._building:
+            raise TypeError(f"recursive type {cls.__qualname__} in a schema")
+        try:
+            return typing.get_type_hints(cls, include_extras=True)
+        except Exception as exc:
+            raise TypeError(f"cannot resolve the type hints of {cls.__qualname__}: {exc}") from exc
+
+    def _object(self, cls: type, fields: Iterable[tuple[str, Any, bool, Any]]) -> dict[str, Any]:
+        """The object schema of ``cls`` from its ``(name, hint, required, default)``
+        fields (``default`` is ``attrs.NOTHING`` when there is none to show)."""
+        self._building.append(cls)
+        try:
+            description, docs = _parse_docstring(cls.__doc__)
+            properties: dict[str, Any] = {}
+            required: list[str] = []
+            for name, hint, needed, default in fields:
+                schema = self.of(hint)
+                text = docs.get(name)
+                if text and not _strip_annotated(hint)[1]:
+                    schema["description"] = text
+                if needed:
+                    required.append(name)
+                elif default is not attrs.NOTHING:
+                    ok, value = self.default(default)
+                    if ok:
+                        schema["default"] = value
+                properties[name] = schema
+        finally:
+            self._building.pop()
+        result: dict[str, Any] = {"type": "object"}
+        if description:
+            result["description"] = description
+        result.update(properties=properties, required=required, additionalProperties=False)
+        return result
+
+    def _dataclass(self, cls: type) -> dict[str, Any]:
+        hints = self._hints(cls)
+        fields = []
+        for field in dataclasses.fields(cls):
+            if not field.init:
+                continue
+            default: Any = attrs.NOTHING
+            if field.default is not dataclasses.MISSING:
+                default = field.default
+            elif field.default_factory is not dataclasses.MISSING:
+                default = field.default_factory()
+            needed = (
+                field.default is dataclasses.MISSING
+                and field.default_factory is dataclasses.MISSING
+            )
+            fields.append((field.name, hints[field.name], needed, default))
+        return self._object(cls, fields)
+
+    def _typed_dict(self, cls: type) -> dict[str, Any]:
+        hints = self._hints(cls)
+        required_keys: frozenset[str] = getattr(cls, "__required_keys__", frozenset(hints))
+        fields = []
+        for name, hint in hints.items():
+            # the hint decides (string annotations hide it from __required_keys__)
+            marker = typing.get_origin(hint)
+            needed = marker is typing.Required or (
+                marker is not typing.NotRequired and name in required_keys
+            )
+            fields.append((name, _strip_required(hint), needed, attrs.NOTHING))
+        return self._object(cls, fields)
 
     def _attrs_class(self, cls: type) -> dict[str, Any]:
         if cls in self._building:

@@ -386,3 +386,28 @@ async def test_sdk_stream_cancelled_then_reused() -> None:
         assert first == ["word "]
         message = await sdk.messages.create(model=MODEL, max_tokens=16, messages=MESSAGES)
     assert message.content[0].text == "You said: What is the weather in Paris and Rome?"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_forced_tool_answers_with_a_call_of_it(stream: bool) -> None:
+    # tool_choice {"type": "tool"}: the stub turns a scripted JSON answer into the call
+    # of that tool, as the API does; the SDK reads it as a tool_use block
+    tools = [*TOOLS, {"name": "City", "input_schema": {"type": "object"}}]
+    async with AnthropicStub() as stub, client(stub) as sdk:
+        stub.script(StubReply(text='{"name": "Paris", "population": 2100000}'))
+        choice: Any = {"type": "tool", "name": "City"}
+        if stream:
+            async with sdk.messages.stream(
+                model=MODEL, max_tokens=256, messages=MESSAGES, tools=tools, tool_choice=choice
+            ) as events:
+                message = await events.get_final_message()
+        else:
+            message = await sdk.messages.create(
+                model=MODEL, max_tokens=256, messages=MESSAGES, tools=tools, tool_choice=choice
+            )
+        assert stub.requests[-1].json["tool_choice"] == choice
+    assert message.stop_reason == "tool_use"
+    [block] = message.content
+    assert block.type == "tool_use"
+    assert block.name == "City"
+    assert block.input == {"name": "Paris", "population": 2100000}

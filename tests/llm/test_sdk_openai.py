@@ -335,3 +335,26 @@ async def test_openrouter_stream_carries_comment_lines() -> None:
             stream = await sdk.chat.completions.create(model="m", messages=MESSAGES, stream=True)
             text = "".join([c.choices[0].delta.content or "" async for c in stream])
     assert text == "You said: Weather in Paris?"
+
+
+async def test_structured_output_parses_into_the_sdks_own_model(stub: OpenAIStub) -> None:
+    # the SDK's parse() sends response_format json_schema and validates the text with
+    # pydantic: the stub's JSON answer is what the real API sends
+    import pydantic
+
+    class City(pydantic.BaseModel):
+        name: str
+        population: int
+
+    stub.script(StubReply(text='{"name": "Paris", "population": 2100000}'))
+    async with client(stub) as sdk:
+        completion = await sdk.chat.completions.parse(
+            model="gpt-4o-mini", messages=MESSAGES, response_format=City
+        )
+    body = check_sent(stub)
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["name"] == "City"
+    assert body["response_format"]["json_schema"]["strict"] is True
+    [choice] = completion.choices
+    assert choice.message.parsed == City(name="Paris", population=2100000)
+    assert choice.message.refusal is None

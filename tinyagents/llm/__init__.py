@@ -11,6 +11,7 @@ from ._types import ChatRequest as ChatRequest
 from ._types import ChatResponse as ChatResponse
 from ._types import Chunk as Chunk
 from ._types import Message as Message
+from ._types import OutputFormat as OutputFormat
 from ._types import Provider as Provider
 from ._types import Role as Role
 from ._types import ToolCall as ToolCall
@@ -30,6 +31,7 @@ __all__ = [
     "HTTPProvider",
     "Log",
     "Message",
+    "OutputFormat",
     "Provider",
     "RateLimit",
     "Retry",

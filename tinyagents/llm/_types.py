@@ -15,6 +15,7 @@ __all__ = [
     "ChatResponse",
     "Chunk",
     "Message",
+    "OutputFormat",
     "Provider",
     "Role",
     "ToolCall",
@@ -234,12 +235,56 @@ def _max_tokens(instance: object, attribute: attrs.Attribute[int | None], value:
 
 
 @attrs.frozen
+class OutputFormat:
+    """The shape the answer must have: a JSON Schema (an ``object`` schema) under a
+    ``name``, sent the way each dialect supports best.
+
+    * OpenAI, Mistral, OpenRouter: ``response_format`` of type ``json_schema`` (strict
+      when the schema allows it: every property required, no extra properties); the
+      answer's text is the JSON.
+    * Anthropic: a tool of that ``name`` whose input schema it is, which the model is
+      made to call (``tool_choice``); the answer is that call, its arguments the JSON.
+    * Ollama: ``format``, the schema itself; the answer's text is the JSON.
+    """
+
+    name: str = attrs.field(validator=_name)
+    schema: Mapping[str, Any] = attrs.field(converter=_frozen_mapping)
+    description: str = attrs.field(default="", validator=_string)
+
+    @property
+    def strict(self) -> bool:
+        """Whether the schema fits OpenAI's strict mode: each object lists every
+        property as required and allows no others."""
+        return _strict(self.schema)
+
+
+def _strict(schema: Any) -> bool:
+    if isinstance(schema, Mapping):
+        if schema.get("type") == "object":
+            properties = schema.get("properties", {})
+            if schema.get("additionalProperties", True) is not False:
+                return False
+            if set(schema.get("required", ())) != set(properties):
+                return False
+        return all(_strict(value) for value in schema.values())
+    if isinstance(schema, list | tuple):
+        return all(_strict(value) for value in schema)
+    return True
+
+
+def _output(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not isinstance(value, OutputFormat):
+        raise TypeError(f"ChatRequest output must be None or an OutputFormat, not {value!r:.80}")
+
+
+@attrs.frozen
 class ChatRequest:
     """What to ask a model.
 
     ``max_tokens`` is required by Anthropic; adapters that need it use their own default
     when it is ``None``. ``options`` passes dialect-specific fields through unchanged
     into the request body (for instance ``{"seed": 1}`` or OpenRouter's ``models``).
+    ``output``, an :class:`OutputFormat`, asks for an answer of that shape.
     """
 
     model: str = attrs.field(validator=_string)
@@ -249,6 +294,7 @@ class ChatRequest:
     max_tokens: int | None = attrs.field(default=None, validator=_max_tokens)
     stop: tuple[str, ...] = attrs.field(default=(), converter=_strings)
     options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    output: OutputFormat | None = attrs.field(default=None, validator=_output)
 
     def __attrs_post_init__(self) -> None:
         if not self.model:

@@ -338,6 +338,15 @@ class Anthropic(HTTPProvider):
             body["system"] = system
         if request.tools:
             body["tools"] = [_tool(spec) for spec in request.tools]
+        output = request.output
+        if output is not None:
+            # a tool the model must call, its input the answer (the agent reads the
+            # call of that name as the output); "any" when it may call the others first
+            answer = ToolSpec(output.name, output.description, output.schema)
+            body["tools"] = [*body.get("tools", ()), _tool(answer)]
+            body["tool_choice"] = (
+                {"type": "any"} if request.tools else {"type": "tool", "name": output.name}
+            )
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.stop:

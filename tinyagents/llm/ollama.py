@@ -151,6 +151,8 @@ class Ollama(HTTPProvider):
         }
         if request.tools:
             body["tools"] = [_wire_tool(tool) for tool in request.tools]
+        if request.output is not None:
+            body["format"] = dict(request.output.schema)
         if options:
             body["options"] = options
         body.update(extra)

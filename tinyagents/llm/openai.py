@@ -61,7 +61,16 @@ from ..errors import (
     ServerError,
 )
 from ._http import HTTPProvider, deliver, iter_sse, parse_json, read_in_task
-from ._types import ChatRequest, ChatResponse, Chunk, Message, ToolCall, ToolSpec, Usage
+from ._types import (
+    ChatRequest,
+    ChatResponse,
+    Chunk,
+    Message,
+    OutputFormat,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
 
 __all__ = ["OpenAI"]
 
@@ -152,6 +161,17 @@ class OpenAI(HTTPProvider):
             function["description"] = spec.description
         return {"type": "function", "function": function}
 
+    def _response_format(self, output: OutputFormat) -> dict[str, Any]:
+        """``response_format`` asking for JSON of ``output``'s schema."""
+        json_schema: dict[str, Any] = {
+            "name": output.name,
+            "schema": dict(output.schema),
+            "strict": output.strict,
+        }
+        if output.description:
+            json_schema["description"] = output.description
+        return {"type": "json_schema", "json_schema": json_schema}
+
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
         """The whole request body."""
         names = {call.id: call.name for message in request.messages for call in message.tool_calls}
@@ -161,6 +181,8 @@ class OpenAI(HTTPProvider):
         }
         if request.tools:
             body["tools"] = [self._tool(spec) for spec in request.tools]
+        if request.output is not None:
+            body["response_format"] = self._response_format(request.output)
         if request.temperature is not None:
             body["temperature"] = request.temperature
         options = self._options(request)

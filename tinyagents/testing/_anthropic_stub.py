@@ -7,8 +7,10 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+import attrs
 import trio
 
+from ..llm._types import ToolCall
 from ._server import (
     FaultKind,
     RecordedRequest,
@@ -160,7 +162,7 @@ class AnthropicStub(StubServer):
         problem = self._invalid(body)
         if problem is not None:
             return self.error(400, problem)
-        reply = self.next_reply(request)
+        reply = _forced_tool(body, self.next_reply(request))
         stream = body.get("stream") is True
         fault = reply.fault
         if fault is not None:
@@ -386,6 +388,23 @@ class AnthropicStub(StubServer):
             },
         )
         yield _sse("message_stop", {"type": "message_stop"})
+
+
+def _forced_tool(body: Mapping[str, Any], reply: StubReply) -> StubReply:
+    """As the API does when ``tool_choice`` names a tool: the model calls it. A reply
+    whose text is a JSON object (and that scripts no calls) becomes that call, so one
+    scripted structured answer serves every dialect."""
+    choice = body.get("tool_choice")
+    if not isinstance(choice, Mapping) or choice.get("type") != "tool" or reply.tool_calls:
+        return reply
+    try:
+        arguments = json.loads(reply.text)
+    except ValueError:
+        return reply
+    if not isinstance(arguments, dict):
+        return reply
+    call = ToolCall("", str(choice.get("name") or ""), arguments)
+    return attrs.evolve(reply, text="", tool_calls=(call,))
 
 
 async def _pieces(pieces: Sequence[bytes]) -> AsyncIterator[bytes]:
