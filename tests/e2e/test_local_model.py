@@ -16,9 +16,12 @@ import math
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 
+import attrs
 import pytest
 import trio
 
+from tinyagents import ActorSystem
+from tinyagents.agent import Agent
 from tinyagents.llm._http import HTTPProvider
 from tinyagents.llm._types import ChatRequest, ChatResponse, Chunk, Message
 from tinyagents.llm.anthropic import Anthropic
@@ -163,3 +166,26 @@ async def test_usage_counts_the_prompt(provider: HTTPProvider) -> None:
     assert_answer(short)
     assert_answer(long)
     assert long.usage.input_tokens > short.usage.input_tokens + 40
+
+
+@attrs.frozen
+class Capital:
+    country: str
+    city: str
+
+
+@pytest.mark.parametrize("dialect", ["openai", "mistral", "openrouter"])
+async def test_structured_output_under_the_json_schema_grammar(
+    server: LlamaServer, dialect: str
+) -> None:
+    """llama-server turns ``response_format``'s schema into a grammar, so even the 135M
+    model answers JSON of the schema, which the agent structures into the type."""
+    async with ADAPTERS[dialect](server) as provider, ActorSystem("e2e") as system:
+        agent = Agent(
+            "geographer", provider, MODEL, output_type=Capital, max_tokens=64, temperature=0.0
+        )
+        ref = await system.spawn(agent)
+        response = await ref.ask("What is the capital of France? Answer as JSON.", timeout=300)
+    assert isinstance(response.output, Capital)
+    assert response.output.country
+    assert response.output.city
