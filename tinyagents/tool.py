@@ -400,17 +400,20 @@ class _Schemas:
         except Exception as exc:
             raise TypeError(f"cannot resolve the type hints of {cls.__qualname__}: {exc}") from exc
 
-    def _object(self, cls: type, fields: Iterable[tuple[str, Any, bool, Any]]) -> dict[str, Any]:
-        """The object schema of ``cls`` from its ``(name, hint, required, default)``
-        fields (``default`` is ``attrs.NOTHING`` when there is none to show)."""
+    def _object(
+        self, cls: type, fields: Iterable[tuple[str, Any, bool, Any, str | None]]
+    ) -> dict[str, Any]:
+        """The object schema of ``cls`` from its ``(name, hint, required, default,
+        description)`` fields (``default`` is ``attrs.NOTHING`` when there is none to
+        show; a ``None`` description comes from the docstring)."""
         self._building.append(cls)
         try:
             description, docs = _parse_docstring(cls.__doc__)
             properties: dict[str, Any] = {}
             required: list[str] = []
-            for name, hint, needed, default in fields:
+            for name, hint, needed, default, own_text in fields:
                 schema = self.of(hint)
-                text = docs.get(name)
+                text = own_text or docs.get(name)
                 if text and not _strip_annotated(hint)[1]:
                     schema["description"] = text
                 if needed:
@@ -443,7 +446,7 @@ class _Schemas:
                 field.default is dataclasses.MISSING
                 and field.default_factory is dataclasses.MISSING
             )
-            fields.append((field.name, hints[field.name], needed, default))
+            fields.append((field.name, hints[field.name], needed, default, None))
         return self._object(cls, fields)
 
     def _typed_dict(self, cls: type) -> dict[str, Any]:
@@ -456,7 +459,7 @@ class _Schemas:
             needed = marker is typing.Required or (
                 marker is not typing.NotRequired and name in required_keys
             )
-            fields.append((name, _strip_required(hint), needed, attrs.NOTHING))
+            fields.append((name, _strip_required(hint), needed, attrs.NOTHING, None))
         return self._object(cls, fields)
 
     def _attrs_class(self, cls: type) -> dict[str, Any]:
@@ -466,40 +469,20 @@ class _Schemas:
             attrs.resolve_types(cls)
         except Exception as exc:
             raise TypeError(f"cannot resolve the type hints of {cls.__qualname__}: {exc}") from exc
-        self._building.append(cls)
-        try:
-            description, docs = _parse_docstring(cls.__doc__)
-            properties: dict[str, Any] = {}
-            required: list[str] = []
-            for field in attrs.fields(cls):
-                if not field.init:
-                    continue
-                if field.type is None:
-                    raise TypeError(f"the field {cls.__qualname__}.{field.name} has no type")
-                schema = self.of(field.type)
-                text = field.metadata.get("description") or docs.get(field.name)
-                if text and not _strip_annotated(field.type)[1]:
-                    schema["description"] = text
-                if field.default is attrs.NOTHING:
-                    required.append(field.name)
-                else:
-                    default: Any = field.default
-                    ok = True
-                    if isinstance(default, _Factory):
-                        ok = not default.takes_self  # depends on the instance: no default
-                        default = default.factory() if ok else None
-                    if ok:
-                        ok, value = self.default(default)
-                    if ok:
-                        schema["default"] = value
-                properties[field.name] = schema
-        finally:
-            self._building.pop()
-        result: dict[str, Any] = {"type": "object"}
-        if description:
-            result["description"] = description
-        result.update(properties=properties, required=required, additionalProperties=False)
-        return result
+        fields = []
+        for field in attrs.fields(cls):
+            if not field.init:
+                continue
+            if field.type is None:
+                raise TypeError(f"the field {cls.__qualname__}.{field.name} has no type")
+            default: Any = field.default
+            if isinstance(default, _Factory):
+                # one that depends on the instance has no default to show
+                default = attrs.NOTHING if default.takes_self else default.factory()
+            needed = field.default is attrs.NOTHING
+            text = field.metadata.get("description")
+            fields.append((field.name, field.type, needed, default, text))
+        return self._object(cls, fields)
 
 
 # -- validation against the schema ------------------------------------------------------
