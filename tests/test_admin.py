@@ -334,3 +334,22 @@ async def test_a_body_error_comes_out_plain() -> None:
         with pytest.raises(ValueError, match="body"):
             async with AdminServer(system, bind="127.0.0.1:0"):
                 raise ValueError("body")
+
+
+async def test_agents_and_teams_are_listed_by_their_spec_type() -> None:
+    from tinyagents.agent import Agent
+    from tinyagents.team import Pipeline
+    from tinyagents.testing import ScriptedProvider
+
+    with trio.fail_after(10):
+        async with (
+            ta.ActorSystem("node-a") as system,
+            AdminServer(system, bind=("127.0.0.1", 0)) as admin,
+        ):
+            bot = await system.spawn(Agent("bot", ScriptedProvider(), "m"), name="bot")
+            await system.spawn(Pipeline([bot]), name="pipe")
+            actors = await admin_request(where(admin), None, "actors")
+            assert {a["path"]: a["type"] for a in actors} == {
+                "/user/bot": "Agent",
+                "/user/pipe": "Pipeline",
+            }

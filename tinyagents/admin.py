@@ -416,7 +416,7 @@ class AdminServer:
             out.append(
                 {
                     "path": path,
-                    "type": type(cell.instance).__qualname__,
+                    "type": _actor_type(cell.instance),
                     "mailbox": {
                         "length": stats.length,
                         "capacity": None if math.isinf(stats.capacity) else stats.capacity,
@@ -459,6 +459,16 @@ class _BadRequest(Exception):
 
 
 _STATES = {STARTING: "starting", RUNNING: "running", STOPPING: "stopping", STOPPED: "stopped"}
+
+
+def _actor_type(instance: object) -> str:
+    """The type an operator knows the actor by: an agent's or a team's spec class
+    (``Agent``, ``Pipeline``...), which the library's private actor class serves, else
+    the actor's own class."""
+    spec = getattr(instance, "spec", None)
+    if type(instance).__module__.startswith("tinyagents.") and spec is not None:
+        return type(spec).__qualname__
+    return type(instance).__qualname__
 
 
 def _under(path: str, prefix: str) -> bool:
