@@ -72,19 +72,14 @@ class OutputSpec:
                 return call
         return None
 
-    def parse(self, raw: str | dict[str, Any]) -> Any:
-        """The typed value of an answer: its text (JSON, maybe in a code fence) or
-        the arguments of its output-tool call. Raises ``ValueError`` saying what is
-        wrong, in words the model can act on."""
-        if isinstance(raw, str):
-            fenced = _FENCE.match(raw)
-            text = fenced.group("body") if fenced else raw
-            try:
-                value: Any = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"the answer is not valid JSON ({error})") from None
-        else:
-            value = raw
+    def parse(self, raw: str) -> Any:
+        """The typed value of an answer's JSON text (maybe in a code fence). Raises
+        ``ValueError`` saying what is wrong, in words the model can act on."""
+        fenced = _FENCE.match(raw)
+        try:
+            value: Any = json.loads(fenced.group("body") if fenced else raw)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"the answer is not valid JSON ({error})") from None
         problems = _problems(value, self.schema)
         if problems:
             raise ValueError("; ".join(problems))
@@ -92,7 +87,7 @@ class OutputSpec:
             value = value["value"]
         try:
             return self.converter.structure(value, self.type)
-        except Exception as error:  # cattrs' own errors, or a validator of the type
-            if isinstance(error, cattrs.BaseValidationError):
-                raise ValueError("; ".join(cattrs.transform_error(error))) from None
+        except cattrs.BaseValidationError as error:
+            raise ValueError("; ".join(cattrs.transform_error(error))) from None
+        except Exception as error:  # a validator of the type itself
             raise ValueError(f"{type(error).__name__}: {error}") from None

@@ -492,7 +492,7 @@ async def _turn(spec: Agent, prompt: Prompt, name: str) -> Response:
             attempts += 1
             raw = answer.message.content if answer_call is None else _json(answer_call.arguments)
             try:
-                value = output.parse(raw if answer_call is None else dict(answer_call.arguments))
+                value = output.parse(raw)
             except ValueError as error:
                 if attempts > spec.output_retries:
                     raise OutputValidationError(spec.id, raw, str(error), attempts) from None

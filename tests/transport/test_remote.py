@@ -4,7 +4,7 @@ each with its own Transport, talking over real TCP."""
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -340,48 +340,51 @@ async def test_both_nodes_talking_at_once_share_one_connection() -> None:
             assert opened == 1
 
 
-def _slow_accept(monkeypatch: pytest.MonkeyPatch, on: str, seconds: float) -> None:
-    """Make node ``on`` take ``seconds`` between finishing an inbound handshake and
+def _held_accept(monkeypatch: pytest.MonkeyPatch, on: str, release: trio.Event) -> None:
+    """Make node ``on`` wait for ``release`` between finishing an inbound handshake and
     using the connection (the window in which a simultaneous open can go wrong)."""
     from tinyagents.transport import _service
 
     accept = _service.accept_handshake
 
-    async def slow(stream: Any, reader: Any, local: Any, **options: Any) -> Any:
+    async def held(stream: Any, reader: Any, local: Any, **options: Any) -> Any:
         identity = await accept(stream, reader, local, **options)
         if local.node == on:
-            await trio.sleep(seconds)
+            await release.wait()
         return identity
 
-    monkeypatch.setattr(_service, "accept_handshake", slow)
+    monkeypatch.setattr(_service, "accept_handshake", held)
 
 
-async def _settled(transport_a: Transport, transport_b: Transport) -> None:
-    """Both nodes use one connection, the one "a" (the smaller id) dialed."""
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait until ``condition()`` holds (state of the transports, polled)."""
     while True:
-        to_b, to_a = transport_a.peer("b").connection, transport_b.peer("a").connection
-        if to_b is not None and to_a is not None and to_b.outbound and not to_a.outbound:
+        if condition():
             return
         await trio.sleep(0.01)
 
 
 @pytest.mark.parametrize(
-    ("slow", "first"),
+    ("held", "first"),
     [
-        # "b" still sets up the connection "a" dialed when "b" dials too: "a" keeps its own
+        # "b" still sets up the connection "a" dialed when "b" dials too: "a" keeps its
+        # own (released once "a" has answered b's dial)
         ("b", "a"),
         # "a" still sets up the connection "b" dialed when "a" dials too: both
-        # connections come up, and both nodes keep the one "a" dialed
+        # connections come up, and both nodes keep the one "a" dialed (released once
+        # a's own connection is up)
         ("a", "b"),
     ],
 )
 async def test_a_simultaneous_open_loses_nothing_and_settles_on_one_connection(
-    monkeypatch: pytest.MonkeyPatch, slow: str, first: str
+    monkeypatch: pytest.MonkeyPatch, held: str, first: str
 ) -> None:
-    _slow_accept(monkeypatch, slow, 0.3)
+    release = trio.Event()
+    _held_accept(monkeypatch, held, release)
     with trio.fail_after(GUARD):
         async with node("a") as (system_a, transport_a), node("b") as (system_b, transport_b):
             systems = {"a": (system_a, transport_b), "b": (system_b, transport_a)}
+            transports = {"a": transport_a, "b": transport_b}
             boxes: dict[str, list[Any]] = {"a": [], "b": []}
             done = {"a": trio.Event(), "b": trio.Event()}
             for name, (system, _) in systems.items():
@@ -399,6 +402,12 @@ async def test_a_simultaneous_open_loses_nothing_and_settles_on_one_connection(
                     collector.tell_nowait(f"{name}{i}")
                 answers.append(await echo.ask(name, timeout=10))
 
+            def released() -> bool:
+                if held == "b":
+                    stats = transport_a.stats
+                    return stats.connections_refused + stats.connections_accepted >= 1
+                return transport_a.peer("b").connection is not None
+
             answers: list[Any] = []
             async with (
                 system_a.events.subscribe(DeadLetter) as dead_a,
@@ -406,11 +415,22 @@ async def test_a_simultaneous_open_loses_nothing_and_settles_on_one_connection(
             ):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(talk, first, answers)
-                    await trio.sleep(0.1)  # the first dial is through; its acceptor lags
+                    # the first dial is through on its dialer; its acceptor is held
+                    await _until(lambda: transports[first].peer(second).connection is not None)
                     nursery.start_soon(talk, second, answers)
+                    await _until(released)
+                    release.set()
                 await done["a"].wait()
                 await done["b"].wait()
-                await _settled(transport_a, transport_b)
+                # both nodes use one connection, the one "a" (the smaller id) dialed
+                await _until(
+                    lambda: (
+                        (to_b := transport_a.peer("b").connection) is not None
+                        and (to_a := transport_b.peer("a").connection) is not None
+                        and to_b.outbound
+                        and not to_a.outbound
+                    )
+                )
                 for events in (dead_a, dead_b):
                     with pytest.raises(trio.WouldBlock):
                         events.receive_nowait()

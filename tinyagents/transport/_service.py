@@ -556,9 +556,7 @@ class Peer:
         self.dialing = False
         if not self.replaced_by(identity, outbound=True):
             # the other node's connection won meanwhile: this one only drains
-            loser = Connection(self, stream, reader, identity, outbound=True)
-            loser.retire()
-            await loser.run()
+            await self.drain(stream, reader, identity, outbound=True)
             return
         transport.stats.connections_opened += 1
         self.attach(stream, reader, identity, outbound=True)
@@ -586,6 +584,20 @@ class Peer:
         if current.outbound == outbound:
             return True  # the same node dialed again: it lost the old one
         return outbound == (self.transport.node < self.node)
+
+    async def drain(
+        self,
+        stream: trio.abc.Stream,
+        reader: FrameReader,
+        identity: NodeIdentity,
+        *,
+        outbound: bool,
+    ) -> None:
+        """Run a connection that lost a simultaneous open, retired from the start: what
+        the other node sent on it is still read, nothing more is written."""
+        loser = Connection(self, stream, reader, identity, outbound=outbound)
+        loser.retire()
+        await loser.run()
 
     def admit(self, identity: NodeIdentity) -> str | None:
         """Whether an inbound connection from ``identity`` may be used (see the
@@ -661,11 +673,7 @@ class Peer:
         if self.transport._nursery is None:
             return
         refused, self.refused_for_own = self.refused_for_own, False
-        if self.outbox or self.watched or self.stoppers or refused:
-            try:
-                self._ensure_connecting()
-            except NodeUnreachable as error:
-                self._dial_failed(error)
+        self._reconnect(always=refused)
 
     def retired(self, connection: Connection) -> None:
         """The other node retired ``connection``: retire it here too. Were it still
@@ -673,11 +681,15 @@ class Peer:
         connection.retire()
         if self.connection is connection:
             self.connection = None
-            if self.outbox or self.watched or self.stoppers:
-                try:
-                    self._ensure_connecting()
-                except NodeUnreachable as error:
-                    self._dial_failed(error)
+            self._reconnect()
+
+    def _reconnect(self, *, always: bool = False) -> None:
+        """Dial again if anything waits for a connection (or ``always``)."""
+        if always or self.outbox or self.watched or self.stoppers:
+            try:
+                self._ensure_connecting()
+            except NodeUnreachable as error:
+                self._dial_failed(error)
 
     def _fail_all(self, error: NodeUnreachable, frames: Any) -> None:
         system = self.transport.system
@@ -1188,9 +1200,7 @@ class Transport:
             await peer.attach(stream, reader, identity, outbound=False, start=False).run()
             return
         # this node's own connection won while the handshake ended: this one drains
-        loser = Connection(peer, stream, reader, identity, outbound=False)
-        loser.retire()
-        await loser.run()
+        await peer.drain(stream, reader, identity, outbound=False)
 
     async def _follow_members(self) -> None:
         from ..cluster._member import MemberEvent, MemberFailed, MemberLeft
