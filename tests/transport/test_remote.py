@@ -439,6 +439,49 @@ async def test_a_simultaneous_open_loses_nothing_and_settles_on_one_connection(
             assert boxes["a"] == [f"b{i}" for i in range(5)]
 
 
+async def test_a_dial_that_finishes_while_its_transport_closes_is_closed_not_attached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the handshake's result may already be on its way when the transport closes (the
+    # dialing task then resumes with it, not with Cancelled): the connection must be
+    # closed, and the transport must still exit cleanly
+    closed = trio.Event()
+    finished = trio.Event()
+    original_open = Transport._open
+    original_close = Transport._close
+
+    async def open_late(self: Transport, address: Any, node: str) -> Any:
+        with trio.CancelScope(shield=True):
+            await closed.wait()
+            result = await original_open(self, address, node)
+        finished.set()
+        return result
+
+    def close(self: Transport) -> None:
+        original_close(self)
+        if self.node == "a":
+            closed.set()
+
+    monkeypatch.setattr(Transport, "_open", open_late)
+    monkeypatch.setattr(Transport, "_close", close)
+    with trio.fail_after(GUARD):
+        async with node("b") as (system_b, transport_b):
+            await system_b.spawn(Echo, name="echo")
+            async with (
+                ActorSystem("a", shutdown_timeout=2) as system_a,
+                system_a.events.subscribe(DeadLetter) as dead,
+            ):
+                async with Transport(system_a) as transport_a:
+                    system_a.ref_for(uri(transport_b, "/user/echo")).tell_nowait("hello")
+                    await _until(lambda: transport_a.peer("b").dialing)
+                # the dial got through after a's transport had closed; a exited cleanly
+                assert finished.is_set()
+                assert transport_a.stats.connections_opened == 0
+                assert (await dead.receive()).reason is DeadLetterReason.NODE_UNREACHABLE
+            # b sees that connection end and forgets it
+            await _until(lambda: transport_b.peer("a").connection is None)
+
+
 async def _ask_into(ref: ActorRef, value: int, answers: list[Any]) -> None:
     answers.append(await ref.ask(value, timeout=10))
 

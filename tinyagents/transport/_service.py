@@ -554,6 +554,10 @@ class Peer:
                 self._dial_failed(error)
             return
         self.dialing = False
+        if transport._nursery is None:
+            # the transport began closing while the handshake ran: nothing to attach to
+            await trio.aclose_forcefully(stream)
+            return
         if not self.replaced_by(identity, outbound=True):
             # the other node's connection won meanwhile: this one only drains
             await self.drain(stream, reader, identity, outbound=True)
@@ -1188,7 +1192,12 @@ class Transport:
                 self.stats.frames_too_large += 1
             elif isinstance(error, MalformedFrame):
                 self.stats.malformed_frames += 1
-            level = logging.DEBUG if "simultaneous" in str(error) else logging.WARNING
+            if "simultaneous" in str(error):
+                level = logging.DEBUG  # the pair's other connection is used
+            elif isinstance(error, _NETWORK_ERRORS) or "peer closed" in str(error):
+                level = logging.INFO  # the dialer went away (e.g. shutting down)
+            else:
+                level = logging.WARNING  # not authenticated, another cluster, garbage
             logger.log(level, "transport: refused a connection: %s", error)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await stream.aclose()
