@@ -35,6 +35,7 @@ OTHER_MODULES = [
     "tinyagents.agent",
     "tinyagents.team",
     "tinyagents.tool",
+    "tinyagents.approval",
     "tinyagents.llm.middleware",
     "tinyagents.llm.openai",
     "tinyagents.llm.anthropic",

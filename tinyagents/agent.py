@@ -27,8 +27,9 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import trio
@@ -36,20 +37,32 @@ import trio
 from . import _tracing
 from ._nursery import open_service_nursery
 from ._output import OutputSpec
-from ._validate import check_int, check_number
+from ._validate import check_int, check_number, check_seconds
 from .actor import Actor, Context
+from .approval import (
+    ApprovalRequested,
+    Approve,
+    Approver,
+    Decision,
+    Deny,
+    Resume,
+    SuspendedTurn,
+    _check_decision,
+)
 from .errors import (
     BudgetExceeded,
+    NoSuspendedTurn,
     OutputValidationError,
     TinyAgentsError,
     ToolRoundsExceeded,
     TurnDeadlineExceeded,
+    TurnSuspended,
 )
 from .llm._forward import ForwardingChannel
 from .llm._http import close_stream
 from .llm._types import ChatRequest, ChatResponse, Chunk, Message, Provider, ToolCall, Usage
 from .llm.middleware import estimate_tokens
-from .memory import Memory
+from .memory import Memory, TurnStore
 from .tool import Tool, ToolRegistry, run_tool_call
 
 __all__ = [
@@ -330,6 +343,19 @@ def _output_spec(agent: Agent) -> OutputSpec | None:
     return spec
 
 
+def _approver(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(
+            "Agent approver must be None or an async function of an ApprovalRequested "
+            f"returning Approve(...) or Deny(...), not {value!r:.80}"
+        )
+
+
+def _approval_timeout(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        check_seconds(value, "Agent approval_timeout (None or seconds > 0)", zero=False)
+
+
 def _budget(instance: object, attribute: attrs.Attribute[Budget | None], value: object) -> None:
     if value is not None and not isinstance(value, Budget):
         raise TypeError(f"Agent budget must be None or a Budget, not {value!r:.80}")
@@ -364,6 +390,10 @@ class Agent:
       with what is wrong, up to ``output_retries`` times (default 2); then the turn
       fails with :class:`~tinyagents.errors.OutputValidationError`, which keeps the
       last answer's text.
+    * ``approver``, ``approval_timeout`` — for tools made with
+      ``requires_approval=True``: the async function asked to decide each such call
+      (else the asker's stream is, see :mod:`tinyagents.approval`), and the seconds
+      after which an undecided call is denied (``None``: no limit but the ask's).
 
     Each is checked here: a wrong type raises ``TypeError`` and a value out of range
     (an empty ``id``, a negative ``max_tool_rounds``) ``ValueError``, naming it.
@@ -382,6 +412,8 @@ class Agent:
     budget: Budget | None = attrs.field(default=None, validator=_budget)
     output_type: Any = None
     output_retries: int = attrs.field(default=2, validator=_output_retries)
+    approver: Approver | None = attrs.field(default=None, validator=_approver)
+    approval_timeout: float | None = attrs.field(default=None, validator=_approval_timeout)
     _output: OutputSpec | None = attrs.field(
         init=False, default=attrs.Factory(_output_spec, takes_self=True), repr=False
     )
@@ -399,16 +431,20 @@ class Agent:
 class _AgentActor(Actor):
     def __init__(self, spec: Agent) -> None:
         self.spec = spec
+        self.suspended = _SuspendedTurns(spec.memory)
 
     async def receive(self, ctx: Context, message: Any) -> Any:
         if isinstance(message, str):
             message = Prompt(message)
-        if not isinstance(message, Prompt):
+        if not isinstance(message, Prompt | Resume):
             raise TypeError(
-                f"agent {self.spec.id!r} answers Prompt messages, not {type(message).__name__}"
+                f"agent {self.spec.id!r} answers Prompt (and Resume) messages, "
+                f"not {type(message).__name__}"
             )
         try:
-            return await run_turn(self.spec, message, ctx.deadline, name=ctx.self.name)
+            return await run_turn(
+                self.spec, message, ctx.deadline, name=ctx.self.name, suspended=self.suspended
+            )
         except TinyAgentsError as error:
             if ctx.asked:
                 ctx.detach_reply().fail(error)
@@ -417,32 +453,89 @@ class _AgentActor(Actor):
             return None
 
 
+class _SuspendedTurns:
+    """Where an agent keeps its suspended turn: its memory when that is a
+    :class:`~tinyagents.memory.TurnStore`, else here (on the actor)."""
+
+    def __init__(self, memory: Memory | None) -> None:
+        self.store = memory if isinstance(memory, TurnStore) else None
+        self.text: str | None = None
+        self.lock = trio.Lock()  # saves land in the order they were made
+
+    async def load(self) -> SuspendedTurn | None:
+        text = await self.store.suspended_turn() if self.store is not None else self.text
+        return None if text is None else SuspendedTurn.loads(text)
+
+    async def save(self, turn: SuspendedTurn) -> None:
+        async with self.lock:
+            text = turn.dumps()
+            if self.store is not None:
+                await self.store.save_suspended_turn(text)
+            else:
+                self.text = text
+
+    async def clear(self) -> None:
+        async with self.lock:
+            if self.store is not None:
+                await self.store.clear_suspended_turn()
+            self.text = None
+
+
+def _needs_approval(tools: ToolRegistry, call: ToolCall) -> bool:
+    tool = tools.get(call.name)
+    return tool is not None and bool(getattr(tool, "requires_approval", False))
+
+
 async def run_turn(
-    spec: Agent, prompt: Prompt, deadline: float, *, name: str | None = None
+    spec: Agent,
+    prompt: Prompt | Resume,
+    deadline: float,
+    *,
+    name: str | None = None,
+    suspended: _SuspendedTurns | None = None,
 ) -> Response:
-    """One turn of ``spec`` on ``prompt``, bounded by ``deadline`` (trio time); the
-    response's ``agent`` is ``name`` (by default the spec's ``id``).
+    """One turn of ``spec`` on ``prompt`` (or the continuation of its suspended turn,
+    for a :class:`~tinyagents.approval.Resume`), bounded by ``deadline`` (trio time);
+    the response's ``agent`` is ``name`` (by default the spec's ``id``).
 
     Closes ``prompt.stream`` exactly once. Raises what the turn failed with;
-    :class:`~tinyagents.errors.TurnDeadlineExceeded` when the deadline passed. While
-    tracing is on, the turn is an ``invoke_agent`` span, parent of its model calls'
-    and tool calls' spans.
+    :class:`~tinyagents.errors.TurnDeadlineExceeded` when the deadline passed,
+    :class:`~tinyagents.errors.TurnSuspended` when it waits for decisions nobody can
+    take. While tracing is on, the turn is an ``invoke_agent`` span, parent of its
+    model calls' and tool calls' spans.
     """
     agent = spec.id if name is None else name
-    with _tracing.AgentTurn(
-        agent,
-        prompt.text,
-        agent_id=spec.id,
-        model=spec.model,
-        provider=getattr(spec.provider, "gen_ai_provider", None),
-    ) as turn:
-        try:
-            with trio.CancelScope(deadline=deadline) as scope:
-                return turn.done(await _turn(spec, prompt, agent))
-            assert scope.cancelled_caught
-            raise TurnDeadlineExceeded(spec.id, deadline)
-        finally:
-            await close_stream(prompt.stream)
+    keeper = suspended if suspended is not None else _SuspendedTurns(spec.memory)
+    try:
+        with trio.CancelScope(deadline=deadline) as scope:
+            saved = None
+            if isinstance(prompt, Resume) or any(
+                getattr(tool, "requires_approval", False) for tool in spec.tools
+            ):
+                saved = await keeper.load()
+            if isinstance(prompt, Resume):
+                if saved is None:
+                    raise NoSuspendedTurn(agent)
+                text = saved.prompt
+            elif saved is not None:
+                waiting = saved.undecided(lambda call: _needs_approval(spec.tools, call))
+                raise TurnSuspended(agent, waiting, "a new prompt came while a turn waits")
+            else:
+                text = prompt.text
+            with _tracing.AgentTurn(
+                agent,
+                text,
+                agent_id=spec.id,
+                model=spec.model,
+                provider=getattr(spec.provider, "gen_ai_provider", None),
+            ) as turn:
+                decisions = prompt.decisions if isinstance(prompt, Resume) else {}
+                run = _Turn(spec, agent, prompt.stream, keeper, saved, decisions)
+                return turn.done(await run.run(text))
+        assert scope.cancelled_caught
+        raise TurnDeadlineExceeded(spec.id, deadline)
+    finally:
+        await close_stream(prompt.stream)
 
 
 def _estimate(request: ChatRequest, answer: ChatResponse) -> int:
@@ -452,71 +545,223 @@ def _estimate(request: ChatRequest, answer: ChatResponse) -> int:
     return asked + estimate_tokens(ChatRequest(request.model, [answer.message]))
 
 
-async def _turn(spec: Agent, prompt: Prompt, name: str) -> Response:
-    tally = _Tally()
-    _turn_tally.set(tally)
-    history = await spec.memory.messages() if spec.memory is not None else []
-    user = Message.user(prompt.text)
-    new: list[Message] = [user]
-    base = [Message.system(spec.system)] if spec.system else []
-    specs = spec.tools.specs()
-    rounds = 0
-    calls_run = 0
-    usage = Usage()
-    output = spec._output
-    attempts = 0
-    value: Any = None
-    while True:
-        if spec.budget is not None:
-            spec.budget.check(spec.id)
-        request = ChatRequest(
-            model=spec.model,
-            messages=[*base, *history, *new],
-            tools=specs,
-            temperature=spec.temperature,
-            max_tokens=spec.max_tokens,
-            options=spec.options,
-            output=None if output is None else output.format,
-        )
-        forward = ForwardingChannel(prompt.stream) if prompt.stream is not None else None
-        answer = await spec.provider.chat(request, stream=forward)
-        rounds += 1
-        usage = usage + answer.usage
-        if spec.budget is not None:
-            estimate = 0 if answer.usage.known else _estimate(request, answer)
-            spec.budget.charge(answer.usage, estimate=estimate)
-        new.append(answer.message)
-        calls = answer.message.tool_calls
-        answer_call = None if output is None else output.answer_call(answer.message)
-        if output is not None and (answer_call is not None or not calls):
-            attempts += 1
-            raw = answer.message.content if answer_call is None else _json(answer_call.arguments)
-            try:
-                value = output.parse(raw)
-            except ValueError as error:
-                if attempts > spec.output_retries:
-                    raise OutputValidationError(spec.id, raw, str(error), attempts) from None
-                new.extend(_retry(calls, answer_call, str(error)))
-                continue
-            if answer_call is not None:  # the history keeps the answer as text
-                new[-1] = Message.assistant(raw)
-            break
-        if not calls:
-            break
-        if rounds > spec.max_tool_rounds:
-            raise ToolRoundsExceeded(spec.id, spec.max_tool_rounds)
-        new.extend(await _run_calls(spec.tools, calls))
-        calls_run += len(calls)
-    if spec.memory is not None:
-        await spec.memory.append(*new)
-    for extra in tally.usage:
-        usage = usage + extra
-    steps = tuple(tally.steps)
-    for step in steps:
-        usage = usage + step.usage
-        rounds += step.rounds
-        calls_run += step.tool_calls
-    return Response(new[-1], usage, name, rounds, calls_run, steps=steps, output=value)
+class _Turn:
+    """One turn's tool-call loop; its state is a :class:`SuspendedTurn`, saved while
+    calls wait for approval."""
+
+    def __init__(
+        self,
+        spec: Agent,
+        name: str,
+        stream: trio.abc.SendChannel[Chunk] | None,
+        keeper: _SuspendedTurns,
+        saved: SuspendedTurn | None,
+        decisions: Mapping[str, Decision],
+    ) -> None:
+        self.spec = spec
+        self.name = name
+        self.stream = stream
+        self.keeper = keeper
+        self.state = saved
+        self.saving = saved is not None  # whether the state is kept (a call needed approval)
+        self.asked_before = set(saved.asked) if saved is not None else set()
+        self.deadlines: dict[str, float] = {}  # trio time, of timeouts started in this run
+        if saved is not None:
+            waiting = {call.id for call in saved.waiting}
+            saved.decisions.update(
+                (key, decision) for key, decision in decisions.items() if key in waiting
+            )
+
+    def needs_approval(self, call: ToolCall) -> bool:
+        return _needs_approval(self.spec.tools, call)
+
+    async def save(self) -> None:
+        assert self.state is not None
+        self.saving = True
+        await self.keeper.save(self.state)
+
+    async def run(self, text: str) -> Response:
+        state = self.state if self.state is not None else SuspendedTurn(text, [Message.user(text)])
+        self.state = state
+        try:
+            response = await self._loop(state)
+        except TurnSuspended:
+            raise
+        except TinyAgentsError:
+            if self.saving:  # the turn ended: nothing is left to resume
+                await self.keeper.clear()
+            raise
+        if self.saving:
+            await self.keeper.clear()
+        return response
+
+    async def _loop(self, state: SuspendedTurn) -> Response:
+        spec = self.spec
+        tally = _Tally()
+        _turn_tally.set(tally)
+        history = await spec.memory.messages() if spec.memory is not None else []
+        base = [Message.system(spec.system)] if spec.system else []
+        specs = spec.tools.specs()
+        output = spec._output
+        value: Any = None
+        while True:
+            calls = state.round  # a round under way when resumed
+            if not calls:
+                if spec.budget is not None:
+                    spec.budget.check(spec.id)
+                request = ChatRequest(
+                    model=spec.model,
+                    messages=[*base, *history, *state.messages],
+                    tools=specs,
+                    temperature=spec.temperature,
+                    max_tokens=spec.max_tokens,
+                    options=spec.options,
+                    output=None if output is None else output.format,
+                )
+                forward = ForwardingChannel(self.stream) if self.stream is not None else None
+                answer = await spec.provider.chat(request, stream=forward)
+                state.rounds += 1
+                state.usage = state.usage + answer.usage
+                if spec.budget is not None:
+                    estimate = 0 if answer.usage.known else _estimate(request, answer)
+                    spec.budget.charge(answer.usage, estimate=estimate)
+                state.messages.append(answer.message)
+                calls = answer.message.tool_calls
+                answer_call = None if output is None else output.answer_call(answer.message)
+                if output is not None and (answer_call is not None or not calls):
+                    state.attempts += 1
+                    raw = answer.message.content
+                    if answer_call is not None:
+                        raw = _json(answer_call.arguments)
+                    try:
+                        value = output.parse(raw)
+                    except ValueError as error:
+                        if state.attempts > spec.output_retries:
+                            raise OutputValidationError(
+                                spec.id, raw, str(error), state.attempts
+                            ) from None
+                        state.messages.extend(_retry(calls, answer_call, str(error)))
+                        continue
+                    if answer_call is not None:  # the history keeps the answer as text
+                        state.messages[-1] = Message.assistant(raw)
+                    break
+                if not calls:
+                    break
+                if state.rounds > spec.max_tool_rounds:
+                    raise ToolRoundsExceeded(spec.id, spec.max_tool_rounds)
+            await self._round(state, calls)
+        if spec.memory is not None:
+            await spec.memory.append(*state.messages)
+        usage, rounds, calls_run = state.usage, state.rounds, state.tool_calls
+        for extra in tally.usage:
+            usage = usage + extra
+        steps = tuple(tally.steps)
+        for step in steps:
+            usage = usage + step.usage
+            rounds += step.rounds
+            calls_run += step.tool_calls
+        message = state.messages[-1]
+        return Response(message, usage, self.name, rounds, calls_run, steps=steps, output=value)
+
+    async def _round(self, state: SuspendedTurn, calls: tuple[ToolCall, ...]) -> None:
+        """Run this round's calls that have no result yet, concurrently (asking for
+        the decisions those that need approval wait for), then add every result to
+        the turn's messages in the calls' order.
+
+        Raises:
+            TurnSuspended: some call needs a decision and nobody can be asked; the
+                others ran, and the state is saved.
+        """
+        spec = self.spec
+        todo = [call for call in calls if call.id not in state.results]
+        approval = [call for call in todo if self.needs_approval(call)]
+        unasked: list[ToolCall] = []
+        if approval:
+            if spec.approval_timeout is not None:
+                deadline = trio.current_time() + spec.approval_timeout
+                for call in approval:
+                    if call.id not in state.expires:  # its timeout starts now
+                        self.deadlines[call.id] = deadline
+            state.start_timeouts(approval, spec.approval_timeout)  # for after a restart
+            await self.save()
+
+        async def run(call: ToolCall) -> None:
+            decision = state.decisions.get(call.id) if call in approval else Approve()
+            if decision is None:
+                if spec.approver is None and self.stream is None:
+                    unasked.append(call)
+                    return
+                decision = await self._ask(state, call)
+                state.decisions[call.id] = decision
+                await self.save()
+            if isinstance(decision, Deny):
+                result = Message.tool(call, f"error: the call was not approved: {decision.reason}")
+            else:
+                edited = call
+                if decision.arguments is not None:
+                    edited = attrs.evolve(call, arguments=decision.arguments)
+                result = (await run_tool_call(spec.tools, edited)).message
+            state.results[call.id] = result
+            if self.saving:
+                await self.save()
+
+        async with open_service_nursery() as nursery:
+            for call in todo:
+                nursery.start_soon(run, call)
+        if unasked:
+            raise TurnSuspended(
+                self.name,
+                tuple(call for call in calls if call in unasked),
+                "nobody to ask: the agent has no approver and the ask no stream",
+            )
+        edits = {
+            key: decision.arguments
+            for key, decision in state.decisions.items()
+            if isinstance(decision, Approve) and decision.arguments is not None
+        }
+        if edits:  # the conversation shows the calls as they were run
+            assistant = state.messages[-1]
+            state.messages[-1] = attrs.evolve(
+                assistant,
+                tool_calls=tuple(
+                    attrs.evolve(call, arguments=edits[call.id]) if call.id in edits else call
+                    for call in assistant.tool_calls
+                ),
+            )
+        state.messages.extend(state.results[call.id] for call in calls)
+        state.tool_calls += len(calls)
+        state.results.clear()
+        state.decisions.clear()
+        state.expires.clear()
+        if self.saving:
+            await self.save()
+
+    async def _ask(self, state: SuspendedTurn, call: ToolCall) -> Decision:
+        """Ask the approver, or the stream's reader, to decide ``call``; a deny when the
+        deadline passes first."""
+        spec = self.spec
+        deadline = self.deadlines.get(call.id)
+        if deadline is None:
+            deadline = state.deadline(call.id)
+        request = ApprovalRequested(self.name, call, deadline, resumed=call.id in self.asked_before)
+        if call.id not in state.asked:
+            state.asked.append(call.id)
+        with trio.move_on_at(request.deadline):
+            if spec.approver is not None:
+                try:
+                    decision = _check_decision(await spec.approver(request))
+                except Exception as error:  # the call is denied, the turn goes on
+                    logger.warning("agent %s: the approver failed: %r", spec.id, error)
+                    decision = Deny(f"the approver failed: {type(error).__name__}: {error}")
+                request.decide(decision)
+                return decision
+            assert self.stream is not None
+            await cast("trio.abc.SendChannel[Any]", self.stream).send(request)
+            return await request.wait()
+        timeout = spec.approval_timeout if spec.approval_timeout is not None else math.inf
+        denial = Deny(f"no decision within the approval timeout ({timeout:g} s)")
+        request.decide(denial)
+        return denial
 
 
 def _json(arguments: Mapping[str, Any]) -> str:
@@ -538,19 +783,3 @@ def _retry(
         Message.tool(call, feedback if call is answer_call else "not run: the answer came first")
         for call in calls
     ]
-
-
-async def _run_calls(tools: ToolRegistry, calls: tuple[ToolCall, ...]) -> list[Message]:
-    """Run one round's tool calls concurrently; their results in the calls' order.
-
-    An unexpected error in one of them (``run_tool_call`` turns a tool's own errors
-    into results) leaves as itself, not wrapped in an exception group."""
-    results: list[Message | None] = [None] * len(calls)
-
-    async def run(index: int, call: ToolCall) -> None:
-        results[index] = (await run_tool_call(tools, call)).message
-
-    async with open_service_nursery() as nursery:
-        for index, call in enumerate(calls):
-            nursery.start_soon(run, index, call)
-    return [result for result in results if result is not None]

@@ -20,6 +20,8 @@ Catch :class:`TinyAgentsError` to handle anything the library raises on purpose:
     │   ├── ToolRoundsExceeded        the model kept calling tools past ``max_tool_rounds``
     │   ├── BudgetExceeded            the shared token budget is spent
     │   ├── OutputValidationError     the answer never matched the agent's ``output_type``
+    │   ├── TurnSuspended             a turn waits for a person's decision on tool calls
+    │   ├── NoSuspendedTurn           ``Resume`` sent to an agent with no suspended turn
     │   └── TurnDeadlineExceeded      the asker's deadline passed (also a ``TimeoutError``)
     ├── ToolError                     a tool was registered, looked up or called wrongly (``tool``)
     │   ├── ToolNameTaken             ``ToolRegistry.register`` with a name another tool has
@@ -70,6 +72,7 @@ in the ``path`` attribute where one applies.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "ActorError",
@@ -106,6 +109,7 @@ __all__ = [
     "NameRegistered",
     "NoMembers",
     "NoRoutees",
+    "NoSuspendedTurn",
     "NodeUnreachable",
     "NotSerializable",
     "OutputValidationError",
@@ -129,6 +133,7 @@ __all__ = [
     "ToolTimeout",
     "TransportError",
     "TurnDeadlineExceeded",
+    "TurnSuspended",
     "UnknownMessageType",
     "UnknownTool",
     "UpdateIncomplete",
@@ -322,6 +327,34 @@ class OutputValidationError(AgentError, ValueError):
         self.raw = raw
         self.problems = problems
         self.attempts = attempts
+
+
+class TurnSuspended(AgentError):
+    """The agent's turn is suspended until tool calls that need approval are decided
+    (see :mod:`tinyagents.approval`): nobody could be asked (no ``approver``, no
+    stream), or a new prompt came while a turn was suspended. The turn is kept (with an
+    ``SQLiteMemory``, across restarts); send the agent a
+    :class:`~tinyagents.approval.Resume` to continue it.
+
+    ``waiting`` holds the undecided :class:`~tinyagents.llm.ToolCall`\\s."""
+
+    def __init__(self, agent: str, waiting: tuple[Any, ...], detail: str) -> None:
+        names = ", ".join(f"{call.name} ({call.id})" for call in waiting) or "none"
+        super().__init__(
+            f"agent {agent!r} has a suspended turn ({detail}); waiting for a decision on: "
+            f"{names}; send it Resume(decisions=...) to continue",
+            agent,
+        )
+        self.waiting = waiting
+        self.detail = detail
+
+
+class NoSuspendedTurn(AgentError, LookupError):
+    """A :class:`~tinyagents.approval.Resume` reached an agent that has no suspended
+    turn (it was never suspended, or its turn was resumed and finished already)."""
+
+    def __init__(self, agent: str) -> None:
+        super().__init__(f"agent {agent!r} has no suspended turn to resume", agent)
 
 
 class TurnDeadlineExceeded(AgentError, TimeoutError):

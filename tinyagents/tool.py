@@ -653,6 +653,10 @@ class FunctionTool(Generic[_P, _R]):
     change how arguments are structured or results unstructured. Calling the tool
     object itself calls the function unchanged.
 
+    * With ``requires_approval``, an agent does not run a call of the tool before a
+      person approved it (see :mod:`tinyagents.approval`); calling the tool directly,
+      or with :func:`run_tool_call`, is not affected.
+
     Variadic (``*args``, ``**kwargs``) and positional-only parameters are refused, and
     so is a parameter without a type hint (use ``Any`` for any JSON value).
     """
@@ -664,6 +668,7 @@ class FunctionTool(Generic[_P, _R]):
         name: str | None = None,
         description: str | None = None,
         timeout: float | None = None,
+        requires_approval: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"a tool wraps a function, not {fn!r}")
@@ -674,8 +679,11 @@ class FunctionTool(Generic[_P, _R]):
             )
         if timeout is not None:
             timeout = check_seconds(timeout, "a tool's timeout (None or seconds)", zero=False)
+        if not isinstance(requires_approval, bool):
+            raise TypeError(f"requires_approval must be a bool, not {requires_approval!r}")
         self.fn = fn
         self.timeout = timeout
+        self.requires_approval = requires_approval
         self.is_async = _is_async(fn)
         self.converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
         self._schemas = _Schemas(self.converter)
@@ -828,7 +836,11 @@ def tool(fn: Callable[_P, _R], /) -> FunctionTool[_P, _R]: ...
 
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, timeout: float | None = None
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout: float | None = None,
+    requires_approval: bool = False,
 ) -> Callable[[Callable[_P, _R]], FunctionTool[_P, _R]]: ...
 
 
@@ -839,14 +851,22 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = None,
+    requires_approval: bool = False,
 ) -> FunctionTool[_P, _R] | Callable[[Callable[_P, _R]], FunctionTool[_P, _R]]:
     """Make a :class:`FunctionTool` of a function: ``@tool`` or ``@tool(name=...,
-    description=..., timeout=...)``. See :class:`FunctionTool` for the rules."""
+    description=..., timeout=..., requires_approval=...)``. See :class:`FunctionTool`
+    for the rules."""
     if fn is not None:
         return FunctionTool(fn)
 
     def decorate(fn: Callable[_P, _R]) -> FunctionTool[_P, _R]:
-        return FunctionTool(fn, name=name, description=description, timeout=timeout)
+        return FunctionTool(
+            fn,
+            name=name,
+            description=description,
+            timeout=timeout,
+            requires_approval=requires_approval,
+        )
 
     return decorate
 

@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from ..llm._types import Message
 
-__all__ = ["BufferMemory", "Memory", "trim_messages"]
+__all__ = ["BufferMemory", "Memory", "TurnStore", "trim_messages"]
 
 
 @runtime_checkable
@@ -25,6 +25,27 @@ class Memory(Protocol):
     async def messages(self) -> list[Message]: ...
 
     async def clear(self) -> None: ...
+
+
+@runtime_checkable
+class TurnStore(Protocol):
+    """A memory that also keeps an agent's suspended turn, so that the turn outlives
+    the agent's actor (and, if the store is durable, the process).
+
+    A turn is suspended while tool calls that need approval wait for a decision (see
+    :mod:`tinyagents.approval`). The agent saves its state, as text, with
+    ``save_suspended_turn`` whenever it changes (before asking, after each decided
+    call ran), reads it back with ``suspended_turn`` when resumed, and removes it with
+    ``clear_suspended_turn`` when the turn ends. :class:`~tinyagents.memory.SQLiteMemory`
+    is one; with a memory that is not, the agent keeps a suspended turn on its actor
+    (lost if the actor restarts).
+    """
+
+    async def save_suspended_turn(self, state: str) -> None: ...
+
+    async def suspended_turn(self) -> str | None: ...
+
+    async def clear_suspended_turn(self) -> None: ...
 
 
 def _window_start(messages: Sequence[Message], limit: int) -> int:

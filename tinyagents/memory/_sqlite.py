@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import trio
 
@@ -20,34 +20,37 @@ __all__ = ["SQLiteMemory"]
 _T = TypeVar("_T")
 
 TABLE = "tinyagents_messages"
+SUSPENDED_TABLE = "tinyagents_suspended_turns"
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
     conversation TEXT NOT NULL,
     seq INTEGER NOT NULL,
     message TEXT NOT NULL,
     PRIMARY KEY (conversation, seq)
-)
+);
+CREATE TABLE IF NOT EXISTS {SUSPENDED_TABLE} (
+    conversation TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
 """
 
 
-def _encode(message: Message) -> str:
-    return json.dumps(
-        {
-            "role": message.role,
-            "content": message.content,
-            "tool_calls": [
-                {"id": call.id, "name": call.name, "arguments": dict(call.arguments)}
-                for call in message.tool_calls
-            ],
-            "tool_call_id": message.tool_call_id,
-            "name": message.name,
-        },
-        ensure_ascii=False,
-    )
+def message_to_json(message: Message) -> dict[str, Any]:
+    """``message`` as a JSON object (how memories and suspended turns store it)."""
+    return {
+        "role": message.role,
+        "content": message.content,
+        "tool_calls": [
+            {"id": call.id, "name": call.name, "arguments": dict(call.arguments)}
+            for call in message.tool_calls
+        ],
+        "tool_call_id": message.tool_call_id,
+        "name": message.name,
+    }
 
 
-def _decode(text: str) -> Message:
-    data = json.loads(text)
+def message_from_json(data: dict[str, Any]) -> Message:
+    """The message :func:`message_to_json` gave ``data`` for."""
     return Message(
         data["role"],
         data.get("content", ""),
@@ -58,6 +61,14 @@ def _decode(text: str) -> Message:
         tool_call_id=data.get("tool_call_id"),
         name=data.get("name"),
     )
+
+
+def _encode(message: Message) -> str:
+    return json.dumps(message_to_json(message), ensure_ascii=False)
+
+
+def _decode(text: str) -> Message:
+    return message_from_json(json.loads(text))
 
 
 @contextmanager
@@ -94,7 +105,10 @@ class SQLiteMemory:
     One table, ``tinyagents_messages``, holds the messages of every conversation, keyed
     by the conversation id and a sequence number; each message is stored as JSON (role,
     content, tool calls with their id, name and arguments, ``tool_call_id``, name).
-    Several conversations, and several processes, can share one file.
+    Several conversations, and several processes, can share one file. A second
+    table, ``tinyagents_suspended_turns``, keeps the conversation's suspended turn, if
+    any (a turn waiting for approval of a tool call, see :mod:`tinyagents.approval`),
+    so that it can be resumed after a restart.
 
     With ``max_messages``, the conversation is trimmed exactly like
     :class:`~tinyagents.memory.BufferMemory` (by
@@ -159,7 +173,7 @@ class SQLiteMemory:
     def _open(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
-            connection.execute(_SCHEMA)
+            connection.executescript(_SCHEMA)
         except BaseException:
             connection.close()
             raise
@@ -226,11 +240,53 @@ class SQLiteMemory:
         return await self._run(read)
 
     async def clear(self) -> None:
-        """Delete every message of the conversation (other conversations are kept)."""
+        """Delete every message of the conversation, and its suspended turn (other
+        conversations are kept)."""
         conversation = self.conversation
 
         def clear(connection: sqlite3.Connection) -> None:
             with _transaction(connection):
                 connection.execute(f"DELETE FROM {TABLE} WHERE conversation = ?", (conversation,))
+                connection.execute(
+                    f"DELETE FROM {SUSPENDED_TABLE} WHERE conversation = ?", (conversation,)
+                )
+
+        await self._run(clear)
+
+    async def save_suspended_turn(self, state: str) -> None:
+        """Keep ``state`` (the text of a suspended turn) as the conversation's
+        suspended turn, replacing any (see :class:`~tinyagents.memory.TurnStore`)."""
+        if not isinstance(state, str):
+            raise TypeError(f"a suspended turn is stored as a str, not {state!r:.80}")
+        conversation = self.conversation
+
+        def save(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                f"INSERT OR REPLACE INTO {SUSPENDED_TABLE} (conversation, state) VALUES (?, ?)",
+                (conversation, state),
+            )
+
+        await self._run(save)
+
+    async def suspended_turn(self) -> str | None:
+        """The conversation's suspended turn, as saved; ``None`` when there is none."""
+        conversation = self.conversation
+
+        def load(connection: sqlite3.Connection) -> str | None:
+            row = connection.execute(
+                f"SELECT state FROM {SUSPENDED_TABLE} WHERE conversation = ?", (conversation,)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(load)
+
+    async def clear_suspended_turn(self) -> None:
+        """Forget the conversation's suspended turn (nothing if there is none)."""
+        conversation = self.conversation
+
+        def clear(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                f"DELETE FROM {SUSPENDED_TABLE} WHERE conversation = ?", (conversation,)
+            )
 
         await self._run(clear)
