@@ -491,3 +491,46 @@ def test_decisions_and_options_are_checked() -> None:
     request.deny("first")
     request.approve()  # a later decision is ignored
     assert request.decision == Deny("first")
+
+
+async def test_a_stream_reader_that_never_decides_is_denied_at_the_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    world = World()
+    provider = ScriptedProvider([calls(("send_email", {"to": "ann", "body": "hi"})), "ok"])
+    async with ta.ActorSystem("stream-timeout") as system:
+        bot = await system.spawn(
+            Agent("bot", provider, "m", tools=world.tools, approval_timeout=60)
+        )
+        send, receive = trio.open_memory_channel[Any](10)
+        start = trio.current_time()
+        assert (await bot.ask(Prompt("mail ann", stream=send), timeout=100)).text == "ok"
+        assert trio.current_time() - start == 60
+    requests = [item async for item in receive if isinstance(item, ApprovalRequested)]
+    assert len(requests) == 1
+    assert isinstance(requests[0].decision, Deny)
+    assert "approval timeout (60 s)" in requests[0].decision.reason
+    requests[0].approve()  # too late: ignored
+    assert isinstance(requests[0].decision, Deny)
+    assert world.sent == []
+
+
+async def test_a_turn_that_fails_for_good_is_no_longer_suspended() -> None:
+    world = World()
+    provider = ScriptedProvider(
+        [
+            calls(("send_email", {"to": "ann", "body": "hi"})),
+            ta.errors.Overloaded("scripted", "busy"),
+        ]
+    )
+    async with ta.ActorSystem("fails") as system:
+        bot = await system.spawn(Agent("bot", provider, "m", tools=world.tools))
+        with pytest.raises(TurnSuspended):
+            await bot.ask("mail ann")
+        with pytest.raises(ta.errors.Overloaded):
+            await bot.ask(Resume({"call-0": Approve()}))
+        assert world.sent == [("ann", "hi")]
+        with pytest.raises(NoSuspendedTurn):
+            await bot.ask(Resume())
+        provider.add("hello")
+        assert (await bot.ask("hi")).text == "hello"

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyagents.llm import Message, ToolCall
-from tinyagents.memory import BufferMemory, Memory, SQLiteMemory, trim_messages
+from tinyagents.memory import BufferMemory, Memory, SQLiteMemory, TurnStore, trim_messages
 
 U = Message.user
 A = Message.assistant
@@ -353,3 +353,25 @@ def test_sqlite_memory_repr(tmp_path: Path) -> None:
     memory = SQLiteMemory(tmp_path / "r.db", "chat")
     assert "r.db" in repr(memory)
     assert "chat" in repr(memory)
+
+
+async def test_sqlite_memory_keeps_a_suspended_turn_per_conversation(tmp_path: Path) -> None:
+    path = tmp_path / "turns.db"
+    async with SQLiteMemory(path, "a") as a, SQLiteMemory(path, "b") as b:
+        assert isinstance(a, TurnStore)
+        assert not isinstance(BufferMemory(3), TurnStore)
+        assert await a.suspended_turn() is None
+        await a.save_suspended_turn("first")
+        await a.save_suspended_turn("second")  # replaces
+        await b.save_suspended_turn("other")
+        with pytest.raises(TypeError, match="str"):
+            await a.save_suspended_turn(b"bytes")  # type: ignore[arg-type]
+    async with SQLiteMemory(path, "a") as a, SQLiteMemory(path, "b") as b:
+        assert await a.suspended_turn() == "second"  # kept across reopening
+        await a.append(Message.user("hi"))
+        await a.clear()  # forgets the messages and the suspended turn
+        assert await a.suspended_turn() is None
+        assert await b.suspended_turn() == "other"
+        await b.clear_suspended_turn()
+        await b.clear_suspended_turn()  # nothing to clear: fine
+        assert await b.suspended_turn() is None
