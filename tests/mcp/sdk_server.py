@@ -1,8 +1,8 @@
 """An MCP server written with the official SDK, for the client's tests.
 
 ``python sdk_server.py`` serves over stdio; ``python sdk_server.py
-http`` serves Streamable HTTP on 127.0.0.1 on a free port and prints
-``listening on <url>`` once it accepts connections.
+http [PORT]`` serves Streamable HTTP on 127.0.0.1 on PORT (by default a free one) and
+prints ``listening on <url>`` once it accepts connections.
 
 Tools: ``add`` (two integers), ``slow`` (sleeps in steps, reporting progress after
 each, and records a cancellation in the file named by ``MCP_TEST_CANCEL_LOG``),
@@ -70,11 +70,12 @@ async def grow(ctx: Context) -> str:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["http"]:
+    if sys.argv[1:2] == ["http"]:
         import uvicorn
 
         sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", int(sys.argv[2]) if len(sys.argv) > 2 else 0))
         port = sock.getsockname()[1]
         app = server.streamable_http_app()
         config = uvicorn.Config(app, log_level="warning")

@@ -44,25 +44,43 @@ def cancel_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mcp") / "cancelled.log"
 
 
-@pytest.fixture(scope="module")
-def http_url(cancel_log: Path) -> Iterator[str]:
-    """The SDK server serving Streamable HTTP on a free port of 127.0.0.1."""
+def start_http_server(
+    cancel_log: Path, port: int | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """Start the SDK server serving Streamable HTTP on 127.0.0.1 (on ``port``, by
+    default a free one); the process and its URL, once it accepts connections."""
     process = subprocess.Popen(
-        [sys.executable, SDK_SERVER, "http"],
+        [sys.executable, SDK_SERVER, "http", *([str(port)] if port is not None else [])],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "MCP_TEST_CANCEL_LOG": str(cancel_log)},
     )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("listening on "), line
-        yield line.split()[-1]
-    finally:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("listening on "):
+        stop_http_server(process)
+        raise AssertionError(f"the SDK server did not start: {line!r}")
+    return process, line.split()[-1]
+
+
+def stop_http_server(process: subprocess.Popen[str], *, kill: bool = False) -> None:
+    if kill:
+        process.kill()
+    else:
         process.terminate()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
+    process.wait(10)
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def http_url(cancel_log: Path) -> Iterator[str]:
+    """The SDK server serving Streamable HTTP on a free port of 127.0.0.1."""
+    process, url = start_http_server(cancel_log)
+    try:
+        yield url
+    finally:
+        stop_http_server(process)
 
 
 async def heard_of_cancellation(log: Path) -> None:
@@ -176,6 +194,40 @@ async def test_a_stale_http_session_is_replaced(http_url: str, cancel_log: Path)
             assert (await server.call_tool("add", {"a": 4, "b": 4})).text == "8"
             assert server._conn is not conn
             assert server.reconnects == 1
+
+
+@pytest.mark.parametrize(("wanted", "negotiated"), ERAS, ids=["negotiated", "handshake"])
+async def test_an_http_server_that_dies_mid_call_fails_the_call_and_its_successor_is_used(
+    wanted: str | None, negotiated: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "cancelled.log"
+    process, url = start_http_server(log)
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    try:
+        with trio.fail_after(GUARD):
+            async with MCPServer.http(
+                url, protocol_version=wanted, reconnect_backoff=0.05
+            ) as server:
+                assert server.protocol_version == negotiated
+                under_way = trio.Event()
+                async with trio.open_nursery() as nursery:
+
+                    async def call() -> None:
+                        with pytest.raises(MCPConnectionLost):
+                            await server.call_tool(
+                                "slow", {"steps": 200}, progress=lambda *_: under_way.set()
+                            )
+
+                    nursery.start_soon(call)
+                    await under_way.wait()  # the server is working on it
+                    await trio.to_thread.run_sync(lambda: stop_http_server(process, kill=True))
+                # a new server on the same address (it knows no session of the old one)
+                process, _ = await trio.to_thread.run_sync(start_http_server, log, port)
+                assert (await server.call_tool("add", {"a": 2, "b": 3})).text == "5"
+                assert server.reconnects >= 1
+    finally:
+        if process.poll() is None:
+            stop_http_server(process)
 
 
 def calls(name: str, arguments: dict[str, Any]) -> ChatResponse:
