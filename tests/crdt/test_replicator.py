@@ -177,10 +177,10 @@ async def test_a_partition_heals_and_both_sides_converge(
     cut: set[frozenset[str]] = set()
     enqueue = Peer.enqueue
 
-    def lossy(self: Peer, item: list[object], meta: object = None) -> None:
+    def lossy(self: Peer, item: list[object], meta: object = None, *, now: bool = False) -> None:
         if frozenset((self.transport.node, self.node)) in cut:
             return  # the network loses it
-        enqueue(self, item, meta)
+        enqueue(self, item, meta, now=now)
 
     monkeypatch.setattr(Peer, "enqueue", lossy)
     with trio.fail_after(GUARD):
@@ -327,11 +327,13 @@ async def test_a_write_that_gets_no_answer_fails_after_exactly_its_timeout(
     enqueue = Peer.enqueue
     lost: list[str] = []
 
-    def black_hole(self: Peer, item: list[object], meta: object = None) -> None:
+    def black_hole(
+        self: Peer, item: list[object], meta: object = None, *, now: bool = False
+    ) -> None:
         if self.node == "b":
             lost.append(self.node)
             return
-        enqueue(self, item, meta)
+        enqueue(self, item, meta, now=now)
 
     with trio.fail_after(GUARD):
         async with open_cluster("ab", interval=1000.0) as (a, _):
@@ -402,10 +404,10 @@ async def test_a_deletion_missed_by_a_node_is_not_undone_by_its_old_copy(
     enqueue = Peer.enqueue
     cut = {"c"}
 
-    def lossy(self: Peer, item: list[object], meta: object = None) -> None:
+    def lossy(self: Peer, item: list[object], meta: object = None, *, now: bool = False) -> None:
         if self.node in cut or self.transport.node in cut:
             return
-        enqueue(self, item, meta)
+        enqueue(self, item, meta, now=now)
 
     with trio.fail_after(GUARD):
         async with open_cluster("abc") as nodes:

@@ -128,6 +128,52 @@ async def test_tell_and_ask_across_nodes() -> None:
             assert box == list(range(100))  # per-sender order is kept
 
 
+class Recorder(Actor):
+    """Keeps what it is told; answers an ask with everything it has seen before it."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    async def receive(self, ctx: Context, message: Any) -> Any:
+        if ctx.asked:
+            return [len(self.seen), message]
+        self.seen.append(message)
+        return None
+
+
+async def test_asks_written_at_once_never_overtake_queued_frames_and_big_ones_arrive_whole() -> (
+    None
+):
+    # an ask (and its answer) is written by the asking task itself when the connection
+    # is idle; it must still come after the tells queued before it, and a frame bigger
+    # than the socket takes at once must arrive whole
+    big = bytes(range(256)) * 8192  # 2 MiB
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, transport_a), node("b") as (system_b, transport_b):
+            await system_b.spawn(Recorder, name="recorder")
+            ref = system_a.ref_for(uri(transport_b, "/user/recorder"))
+            assert await ref.ask("first", timeout=10) == [0, "first"]
+            told = 0
+            for burst in (1, 50, 500):
+                for _ in range(burst):
+                    ref.tell_nowait(told)
+                    told += 1
+                assert await ref.ask("count", timeout=10) == [told, "count"]
+            answers: list[Any] = []
+            async with trio.open_nursery() as nursery:
+                for i in range(3):
+
+                    async def ask_big(i: int = i) -> None:
+                        answers.append(await ref.ask([i, big], timeout=10))
+
+                    nursery.start_soon(ask_big)
+                    ref.tell_nowait(f"between {i}")
+            assert sorted(answer[1][0] for answer in answers) == [0, 1, 2]
+            assert all(answer[1][1] == big for answer in answers)
+            assert await ref.ask("last", timeout=10) == [told + 3, "last"]
+            assert transport_a.stats.frames_sent == transport_b.stats.frames_received
+
+
 async def test_registered_messages_and_refs_inside_them_cross() -> None:
     with trio.fail_after(GUARD):
         async with node("a") as (system_a, _), node("b") as (system_b, transport_b):

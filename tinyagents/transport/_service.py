@@ -43,6 +43,7 @@ import itertools
 import logging
 import math
 import secrets
+import socket
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -259,8 +260,26 @@ class _Forward:
                 await self.channel.aclose()
 
 
+def _direct_socket(stream: trio.abc.Stream) -> socket.socket | None:
+    """A duplicate of a plain TCP stream's socket, for writes that need no task
+    (:meth:`Connection.send_now`); ``None`` for TLS, or where it cannot be made."""
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    try:
+        raw = stream.socket
+        duplicate = socket.fromfd(raw.fileno(), raw.family, raw.type)
+    except (OSError, AttributeError, ValueError):
+        return None
+    duplicate.setblocking(False)
+    return duplicate
+
+
 class Connection:
-    """One established, authenticated connection to a peer: a reader and a writer task."""
+    """One established, authenticated connection to a peer: a reader and a writer task.
+
+    Frames are written by the writer task, in batches, or, when it is idle, at once by
+    the task that sends an ask or its answer (:meth:`send_now`): a remote ask then
+    takes no task hop on either side's sending end, while tells keep being batched."""
 
     def __init__(
         self,
@@ -281,6 +300,34 @@ class Connection:
         self.closed = False
         self.retiring = False  # this side writes no more here
         self.retired_by_peer = False  # nor does the other side
+        self.writing = False  # the writer task is in the middle of a write
+        self.direct = _direct_socket(stream)
+
+    def send_now(self, frame: bytes, meta: object) -> bool:
+        """Write ``frame`` at once, from the calling task, if the writer task is idle
+        (nothing queued, nothing being written) and the socket takes it without
+        blocking; what it does not take is queued first for the writer. False when
+        the frame must be queued instead (TLS, a write under way, a retiring or
+        closed connection, a full socket buffer).
+
+        Never blocks and never checkpoints, so it is safe from synchronous code and
+        cannot be cancelled halfway: a frame is written whole, or its rest is queued
+        ahead of everything else."""
+        direct = self.direct
+        if direct is None or self.writing or self.retiring or self.closed:
+            return False
+        try:
+            sent = direct.send(frame)
+        except OSError:  # full (BlockingIOError), or broken: the writer finds out
+            return False
+        stats = self.peer.transport.stats
+        stats.bytes_sent += sent
+        if sent < len(frame):
+            self.peer.outbox.appendleft((frame[sent:], meta))
+            self.peer.wake.set()
+        else:
+            stats.frames_sent += 1
+        return True
 
     def close(self) -> None:
         self.closed = True
@@ -317,6 +364,9 @@ class Connection:
         except* _NETWORK_ERRORS as group:
             reason = f"the connection broke: {group.exceptions[0]!r}"
         finally:
+            if self.direct is not None:
+                self.direct.close()  # the duplicate only: the stream's socket stays
+                self.direct = None
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self.stream.aclose()
             peer.connection_lost(self, reason)
@@ -338,7 +388,9 @@ class Connection:
             outbox.clear()
             self.in_flight = batch
             data = b"".join([frame for frame, _ in batch])
+            self.writing = True
             await stream.send_all(data)
+            self.writing = False
             self.in_flight = []
             stats.frames_sent += len(batch)
             stats.bytes_sent += len(data)
@@ -442,12 +494,17 @@ class Peer:
             raise FrameTooLarge(len(data), limit)
         return encode_frame(data)
 
-    def enqueue(self, item: list[object], meta: object = None) -> None:
-        """Queue one envelope for this node, connecting if need be. Raises
-        ``NodeUnreachable`` when the node cannot be reached now."""
+    def enqueue(self, item: list[object], meta: object = None, *, now: bool = False) -> None:
+        """Queue one envelope for this node, connecting if need be; with ``now`` (an
+        ask or its answer, which someone waits for), written at once if the
+        connection is idle. Raises ``NodeUnreachable`` when the node cannot be
+        reached now."""
         frame = self._frame(item)
-        if self.connection is None:
+        connection = self.connection
+        if connection is None:
             self._ensure_connecting()
+        elif now and not self.outbox and connection.send_now(frame, meta):
+            return
         if len(self.outbox) >= self.transport.config.max_queued:
             raise NodeUnreachable(self.node, "too many messages are waiting for its connection")
         self.outbox.append((frame, meta))
@@ -494,7 +551,9 @@ class Peer:
             self.pending[ask_id] = (reply, cell)
             trace = None if reply._trace is None else _tracing.to_wire(reply._trace)
             try:
-                self.enqueue([ASK, ask_id, left, *target, sender, type_id, payload, trace])
+                self.enqueue(
+                    [ASK, ask_id, left, *target, sender, type_id, payload, trace], now=True
+                )
             except BaseException:
                 del self.pending[ask_id]
                 raise
@@ -1084,12 +1143,12 @@ class Transport:
             if error is None:
                 try:
                     type_id, payload = self.codec.to_wire(value, peer)
-                    peer.enqueue([REPLY, ask_id, type_id, payload])
+                    peer.enqueue([REPLY, ask_id, type_id, payload], now=True)
                     return
                 except (CodecError, FrameTooLarge) as failure:
                     error = failure
             kind, type_name, text = _error_to_wire(error)
-            peer.enqueue([FAIL, ask_id, kind, type_name, text])
+            peer.enqueue([FAIL, ask_id, kind, type_name, text], now=True)
         except NodeUnreachable:
             self.stats.dead_letters += 1
             self.system._dead_letter(value, None, None, DeadLetterReason.LATE_REPLY)
