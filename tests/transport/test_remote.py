@@ -557,6 +557,46 @@ async def test_an_agent_asked_across_nodes_streams_its_deltas_back() -> None:
             assert len(chunks) > 2
 
 
+async def test_a_suspended_turn_is_resumed_across_nodes_with_decisions() -> None:
+    from tinyagents.approval import Approve, Deny, Resume
+    from tinyagents.llm import ChatResponse, Message, ToolCall, Usage
+    from tinyagents.tool import tool
+
+    sent: list[str] = []
+
+    @tool(requires_approval=True)
+    async def pay(amount: int) -> str:
+        """Pay an amount."""
+        sent.append(f"pay {amount}")
+        return "paid"
+
+    @tool(requires_approval=True)
+    async def refund(amount: int) -> str:
+        """Refund an amount."""
+        sent.append(f"refund {amount}")
+        return "refunded"
+
+    answer = Message.assistant(
+        tool_calls=[ToolCall("c1", "pay", {"amount": 5}), ToolCall("c2", "refund", {"amount": 9})]
+    )
+    provider = ScriptedProvider(
+        [ChatResponse(answer, Usage(1, 1), "tool_calls"), lambda r: str(r.messages[-2:])]
+    )
+    with trio.fail_after(GUARD):
+        async with node("a") as (system_a, _), node("b") as (system_b, transport_b):
+            await system_b.spawn(Agent("bot", provider, "m", tools=[pay, refund]), name="bot")
+            bot = system_a.ref_for(uri(transport_b, "/user/bot"))
+            with pytest.raises(RemoteError, match="TurnSuspended") as info:
+                await bot.ask(Prompt("settle up"), timeout=10)
+            assert "pay (c1)" in str(info.value)
+            assert "refund (c2)" in str(info.value)
+            decisions = {"c1": Approve({"amount": 6}), "c2": Deny("not today")}
+            response = await bot.ask(Resume(decisions), timeout=10)
+    assert sent == ["pay 6"]
+    assert "not approved: not today" in response.text
+    assert response.tool_calls == 2
+
+
 class Named(Actor):
     def __init__(self, node: str) -> None:
         self.node = node

@@ -5,7 +5,8 @@ A message travels as a *type id* and a *payload* (msgpack bytes):
 * the built-in kinds — ``None``, bools, ints, floats, str, bytes, lists, tuples
   (arriving as lists) and dicts of them — have the type id ``""``;
 * attrs classes registered with :func:`message`, and the LLM and agent value types
-  (``Prompt``, ``Response``, ``Message``, ``Usage``...), have their registered id, and
+  (``Prompt``, ``Response``, ``Message``, ``Usage``..., and ``Resume`` with its
+  ``Approve`` / ``Deny`` decisions), have their registered id, and
   their payload is what cattrs unstructures them to.
 
 Inside a payload, msgpack extension types carry what plain msgpack cannot:
@@ -139,11 +140,14 @@ class MessageRegistry:
 
 
 def _builtin_types() -> tuple[type[Any], ...]:
-    from .. import agent, crdt
+    from .. import agent, approval, crdt
     from ..llm import _types as llm
 
     return (
         agent.Prompt,
+        approval.Resume,
+        approval.Approve,
+        approval.Deny,
         agent.Response,
         agent.MemberReply,
         llm.Message,
@@ -233,9 +237,15 @@ def _check_instance(value: Any, t: Any) -> Any:
 
 
 def _make_converter() -> cattrs.Converter:
+    from cattrs.strategies import configure_tagged_union
+
+    from ..approval import Approve, Deny
+
     converter = make_converter()
     converter.register_unstructure_hook_func(_is_passthrough, lambda value: value)
     converter.register_structure_hook_func(_is_passthrough, _check_instance)
+    # a Resume's decisions: both kinds have only optional fields, so they carry a tag
+    configure_tagged_union(Approve | Deny, converter)
     return converter
 
 
