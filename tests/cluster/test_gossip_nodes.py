@@ -271,3 +271,22 @@ async def test_twenty_percent_packet_loss_converges_without_false_failures() -> 
         assert all(s.dropped > 0 for s in sockets)
         assert failures.dropped == 0
         assert _drain(failures) == []  # nobody was ever declared failed
+
+
+async def test_the_push_pull_after_a_join_tells_early_joiners_of_later_ones() -> None:
+    # no gossip, no probes and no periodic push-pull: what the first joiner knows can
+    # only come from its join and from the push-pull that follows it
+    config = attrs.evolve(
+        FAST, gossip_nodes=0, probe_interval=1000.0, push_pull_interval=1000.0,
+        join_sync_delay=2.0,
+    )  # fmt: skip
+    names = _names(6)
+    async with ActorSystem("app") as system, _cluster(system, names, config) as (_, nodes):
+        [seed, first, *later] = [n.cluster for n in nodes.values()]
+        for cluster in [first, *later]:
+            assert await cluster.join(seed.address) == 1
+        # the first joiner met the seed alone; the seed has met everyone
+        assert set(_view(first)) == {names[0], names[1]}
+        assert set(_view(seed)) == set(names)
+        await _until(lambda: set(_view(first)) == set(names))
+        assert first.stats.streams_received == 0  # it asked: nobody pushed to it

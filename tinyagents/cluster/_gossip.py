@@ -130,6 +130,12 @@ class GossipConfig:
     leave_timeout: float = 5.0
     """How long :meth:`GossipCluster.leave` waits for its leave to be disseminated
     (Serf's ``BroadcastTimeout``)."""
+    join_sync_delay: float = 2.0
+    """After a join, one more push-pull with the seed that answered, this much later
+    (0: none). Nodes that join through one seed at about the same time then learn of
+    each other even where gossip, whose broadcasts are sent a bounded number of times,
+    missed one of them; memberlist leaves that to the next periodic push-pull, up to
+    ``push_pull_interval`` later."""
 
     @classmethod
     def scaled(cls, factor: float, **overrides: float | int | bool) -> GossipConfig:
@@ -151,6 +157,7 @@ class GossipConfig:
             gossip_to_the_dead_time=base.gossip_to_the_dead_time * factor,
             dead_node_reclaim_time=base.dead_node_reclaim_time * factor,
             leave_timeout=base.leave_timeout * factor,
+            join_sync_delay=base.join_sync_delay * factor,
         )
         return attrs.evolve(config, **overrides)  # type: ignore[arg-type]
 
@@ -681,7 +688,9 @@ class GossipCluster:
         return self.table.members()
 
     async def join(self, *seeds: Address) -> int:
-        """Push-pull with each seed over TCP; returns how many answered.
+        """Push-pull with each seed over TCP; returns how many answered. One more
+        push-pull with the first that answered follows ``config.join_sync_delay``
+        later, in the background.
 
         Each seed is ``"host:port"`` or ``(host, port)``. Raises
         :class:`~tinyagents.errors.InvalidAddress` (a ``ValueError``) before any
@@ -696,7 +705,7 @@ class GossipCluster:
         if not seeds:
             return 0
         names = [format_address(address) for address in addresses]
-        joined = 0
+        joined: list[tuple[str, int]] = []
         errors = []
         for name, address in zip(names, addresses, strict=True):
             try:
@@ -704,10 +713,22 @@ class GossipCluster:
             except (*_NETWORK_ERRORS, ClusterError, ValueError, TypeError) as error:
                 errors.append(f"{name}: {error}")
             else:
-                joined += 1
+                joined.append(address)
         if not joined:
             raise JoinFailed(f"could not join through {', '.join(errors)}", names)
-        return joined
+        if self.config.join_sync_delay > 0 and self._nursery is not None:
+            self._nursery.start_soon(self._join_sync, joined[0])
+        return len(joined)
+
+    async def _join_sync(self, address: tuple[str, int]) -> None:
+        """The push-pull ``join_sync_delay`` after a join (see :class:`GossipConfig`)."""
+        await trio.sleep(self.config.join_sync_delay)
+        if self._left:
+            return
+        try:
+            await self._push_pull(address, join=False)
+        except (*_NETWORK_ERRORS, ClusterError, ValueError, TypeError) as error:
+            log.debug("the push-pull after joining through %s failed: %s", address, error)
 
     async def leave(self) -> None:
         """Broadcast Serf's leave intent (:func:`serf_leave_intent`), then our leave (a
