@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import TypeVar
 
+import trio
+
 __all__ = [
     "check_enum",
     "check_int",
@@ -18,6 +20,7 @@ __all__ = [
     "check_number",
     "check_optional",
     "check_seconds",
+    "check_stream",
     "check_strings",
 ]
 
@@ -104,3 +107,13 @@ def check_optional(value: object, kind: type[T], name: str) -> T | None:
 def check_strings(value: object, name: str) -> tuple[str, ...]:
     """A sequence of ``str`` as a tuple (see :func:`check_items`)."""
     return check_items(value, str, name)
+
+
+def check_stream(value: object, name: str) -> None:
+    """``value`` is ``None`` or a send channel: a trio ``SendChannel``, or anything with
+    ``send`` and ``aclose`` methods (a prompt's or a resume's stream of chunks)."""
+    if value is None or isinstance(value, trio.abc.SendChannel):
+        return
+    if callable(getattr(value, "send", None)) and callable(getattr(value, "aclose", None)):
+        return
+    raise TypeError(f"{name} must be None or a trio send channel of Chunk, not {value!r:.80}")

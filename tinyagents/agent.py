@@ -37,7 +37,7 @@ import trio
 from . import _tracing
 from ._nursery import open_service_nursery
 from ._output import OutputSpec
-from ._validate import check_int, check_number, check_seconds
+from ._validate import check_int, check_number, check_seconds, check_stream
 from .actor import Actor, Context
 from .approval import (
     ApprovalRequested,
@@ -46,8 +46,8 @@ from .approval import (
     Decision,
     Deny,
     Resume,
-    SuspendedTurn,
     _check_decision,
+    _SavedTurn,
 )
 from .errors import (
     BudgetExceeded,
@@ -117,13 +117,7 @@ def report_response(response: Response) -> None:
 
 
 def _stream(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None or isinstance(value, trio.abc.SendChannel):
-        return
-    if callable(getattr(value, "send", None)) and callable(getattr(value, "aclose", None)):
-        return
-    raise TypeError(
-        f"Prompt stream must be None or a trio send channel of Chunk, not {value!r:.80}"
-    )
+    check_stream(value, "Prompt stream")
 
 
 def _text(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
@@ -431,7 +425,7 @@ class Agent:
 class _AgentActor(Actor):
     def __init__(self, spec: Agent) -> None:
         self.spec = spec
-        self.suspended = _SuspendedTurns(spec.memory)
+        self.suspended = _TurnKeeper(spec.memory)
 
     async def receive(self, ctx: Context, message: Any) -> Any:
         if isinstance(message, str):
@@ -453,7 +447,7 @@ class _AgentActor(Actor):
             return None
 
 
-class _SuspendedTurns:
+class _TurnKeeper:
     """Where an agent keeps its suspended turn: its memory when that is a
     :class:`~tinyagents.memory.TurnStore`, else here (on the actor)."""
 
@@ -462,11 +456,11 @@ class _SuspendedTurns:
         self.text: str | None = None
         self.lock = trio.Lock()  # saves land in the order they were made
 
-    async def load(self) -> SuspendedTurn | None:
+    async def load(self) -> _SavedTurn | None:
         text = await self.store.suspended_turn() if self.store is not None else self.text
-        return None if text is None else SuspendedTurn.loads(text)
+        return None if text is None else _SavedTurn.loads(text)
 
-    async def save(self, turn: SuspendedTurn) -> None:
+    async def save(self, turn: _SavedTurn) -> None:
         async with self.lock:
             text = turn.dumps()
             if self.store is not None:
@@ -481,9 +475,12 @@ class _SuspendedTurns:
             self.text = None
 
 
+def _requires_approval(tool: Tool | None) -> bool:
+    return bool(getattr(tool, "requires_approval", False))
+
+
 def _needs_approval(tools: ToolRegistry, call: ToolCall) -> bool:
-    tool = tools.get(call.name)
-    return tool is not None and bool(getattr(tool, "requires_approval", False))
+    return _requires_approval(tools.get(call.name))
 
 
 async def run_turn(
@@ -492,7 +489,7 @@ async def run_turn(
     deadline: float,
     *,
     name: str | None = None,
-    suspended: _SuspendedTurns | None = None,
+    suspended: _TurnKeeper | None = None,
 ) -> Response:
     """One turn of ``spec`` on ``prompt`` (or the continuation of its suspended turn,
     for a :class:`~tinyagents.approval.Resume`), bounded by ``deadline`` (trio time);
@@ -505,13 +502,11 @@ async def run_turn(
     model calls' and tool calls' spans.
     """
     agent = spec.id if name is None else name
-    keeper = suspended if suspended is not None else _SuspendedTurns(spec.memory)
+    keeper = suspended if suspended is not None else _TurnKeeper(spec.memory)
     try:
         with trio.CancelScope(deadline=deadline) as scope:
             saved = None
-            if isinstance(prompt, Resume) or any(
-                getattr(tool, "requires_approval", False) for tool in spec.tools
-            ):
+            if isinstance(prompt, Resume) or any(map(_requires_approval, spec.tools)):
                 saved = await keeper.load()
             if isinstance(prompt, Resume):
                 if saved is None:
@@ -530,8 +525,8 @@ async def run_turn(
                 provider=getattr(spec.provider, "gen_ai_provider", None),
             ) as turn:
                 decisions = prompt.decisions if isinstance(prompt, Resume) else {}
-                run = _Turn(spec, agent, prompt.stream, keeper, saved, decisions)
-                return turn.done(await run.run(text))
+                run = _Turn(spec, agent, text, prompt.stream, keeper, saved, decisions)
+                return turn.done(await run.run())
         assert scope.cancelled_caught
         raise TurnDeadlineExceeded(spec.id, deadline)
     finally:
@@ -546,45 +541,39 @@ def _estimate(request: ChatRequest, answer: ChatResponse) -> int:
 
 
 class _Turn:
-    """One turn's tool-call loop; its state is a :class:`SuspendedTurn`, saved while
+    """One turn's tool-call loop; its state is a :class:`_SavedTurn`, saved while
     calls wait for approval."""
 
     def __init__(
         self,
         spec: Agent,
         name: str,
+        text: str,
         stream: trio.abc.SendChannel[Chunk] | None,
-        keeper: _SuspendedTurns,
-        saved: SuspendedTurn | None,
+        keeper: _TurnKeeper,
+        saved: _SavedTurn | None,
         decisions: Mapping[str, Decision],
     ) -> None:
         self.spec = spec
         self.name = name
         self.stream = stream
         self.keeper = keeper
-        self.state = saved
+        self.state = saved if saved is not None else _SavedTurn(text, [Message.user(text)])
         self.saving = saved is not None  # whether the state is kept (a call needed approval)
-        self.asked_before = set(saved.asked) if saved is not None else set()
+        self.asked_before = set(self.state.asked)
         self.deadlines: dict[str, float] = {}  # trio time, of timeouts started in this run
-        if saved is not None:
-            waiting = {call.id for call in saved.waiting}
-            saved.decisions.update(
-                (key, decision) for key, decision in decisions.items() if key in waiting
-            )
-
-    def needs_approval(self, call: ToolCall) -> bool:
-        return _needs_approval(self.spec.tools, call)
+        waiting = {call.id for call in self.state.waiting}
+        self.state.decisions.update(
+            (key, decision) for key, decision in decisions.items() if key in waiting
+        )
 
     async def save(self) -> None:
-        assert self.state is not None
         self.saving = True
         await self.keeper.save(self.state)
 
-    async def run(self, text: str) -> Response:
-        state = self.state if self.state is not None else SuspendedTurn(text, [Message.user(text)])
-        self.state = state
+    async def run(self) -> Response:
         try:
-            response = await self._loop(state)
+            response = await self._loop(self.state)
         except TurnSuspended:
             raise
         except TinyAgentsError:
@@ -595,7 +584,7 @@ class _Turn:
             await self.keeper.clear()
         return response
 
-    async def _loop(self, state: SuspendedTurn) -> Response:
+    async def _loop(self, state: _SavedTurn) -> Response:
         spec = self.spec
         tally = _Tally()
         _turn_tally.set(tally)
@@ -663,7 +652,7 @@ class _Turn:
         message = state.messages[-1]
         return Response(message, usage, self.name, rounds, calls_run, steps=steps, output=value)
 
-    async def _round(self, state: SuspendedTurn, calls: tuple[ToolCall, ...]) -> None:
+    async def _round(self, state: _SavedTurn, calls: tuple[ToolCall, ...]) -> None:
         """Run this round's calls that have no result yet, concurrently (asking for
         the decisions those that need approval wait for), then add every result to
         the turn's messages in the calls' order.
@@ -674,19 +663,19 @@ class _Turn:
         """
         spec = self.spec
         todo = [call for call in calls if call.id not in state.results]
-        approval = [call for call in todo if self.needs_approval(call)]
+        approval = {call.id for call in todo if _needs_approval(spec.tools, call)}
         unasked: list[ToolCall] = []
         if approval:
-            if spec.approval_timeout is not None:
-                deadline = trio.current_time() + spec.approval_timeout
-                for call in approval:
-                    if call.id not in state.expires:  # its timeout starts now
-                        self.deadlines[call.id] = deadline
-            state.start_timeouts(approval, spec.approval_timeout)  # for after a restart
+            timeout = spec.approval_timeout
+            if timeout is not None:
+                # kept as wall clock time for after a restart; as trio time here
+                deadline = trio.current_time() + timeout
+                for call_id in state.start_timeouts(approval, timeout):
+                    self.deadlines[call_id] = deadline
             await self.save()
 
         async def run(call: ToolCall) -> None:
-            decision = state.decisions.get(call.id) if call in approval else Approve()
+            decision = state.decisions.get(call.id) if call.id in approval else Approve()
             if decision is None:
                 if spec.approver is None and self.stream is None:
                     unasked.append(call)
@@ -736,7 +725,7 @@ class _Turn:
         if self.saving:
             await self.save()
 
-    async def _ask(self, state: SuspendedTurn, call: ToolCall) -> Decision:
+    async def _ask(self, state: _SavedTurn, call: ToolCall) -> Decision:
         """Ask the approver, or the stream's reader, to decide ``call``; a deny when the
         deadline passes first."""
         spec = self.spec

@@ -60,6 +60,7 @@ from typing import Any
 import attrs
 import trio
 
+from ._validate import check_stream
 from .llm._types import Chunk, Message, ToolCall, Usage
 from .memory._sqlite import message_from_json, message_to_json
 
@@ -181,8 +182,7 @@ def _decisions(value: Mapping[str, Decision] | None) -> Mapping[str, Decision]:
 
 
 def _stream(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not isinstance(value, trio.abc.SendChannel):
-        raise TypeError(f"Resume stream must be None or a trio send channel, not {value!r:.80}")
+    check_stream(value, "Resume stream")
 
 
 @attrs.frozen(eq=False)
@@ -220,7 +220,7 @@ def _decision_from_json(data: dict[str, Any]) -> Decision:
 
 
 @attrs.define
-class SuspendedTurn:
+class _SavedTurn:
     """What an agent saves of a turn while tool calls wait for approval (private to
     the library: stored as the text of :meth:`dumps`)."""
 
@@ -254,12 +254,14 @@ class SuspendedTurn:
             call for call in self.waiting if needs_approval(call) and call.id not in self.decisions
         )
 
-    def start_timeouts(self, calls: Iterable[ToolCall], timeout: float | None) -> None:
-        """Start the approval timeout of ``calls`` (those whose has not started yet)."""
-        if timeout is not None:
-            expires = _wall_clock() + timeout
-            for call in calls:
-                self.expires.setdefault(call.id, expires)
+    def start_timeouts(self, call_ids: Iterable[str], timeout: float) -> list[str]:
+        """Start the approval timeout of the calls ``call_ids`` whose timeout has not
+        started yet; those calls' ids."""
+        expires = _wall_clock() + timeout
+        started = [call_id for call_id in call_ids if call_id not in self.expires]
+        for call_id in started:
+            self.expires[call_id] = expires
+        return started
 
     def deadline(self, call_id: str) -> float:
         """The trio time at which the call ``call_id`` is denied (its timeout counts in
@@ -289,7 +291,7 @@ class SuspendedTurn:
         )
 
     @classmethod
-    def loads(cls, text: str) -> SuspendedTurn:
+    def loads(cls, text: str) -> _SavedTurn:
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("version") != 1:
             raise ValueError("not a suspended turn this version of tinyagents saved")

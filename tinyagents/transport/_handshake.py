@@ -34,7 +34,13 @@ import trio
 from ..errors import HandshakeFailed, MalformedFrame
 from ._frame import FrameReader, encode_frame
 
-__all__ = ["PROTOCOL_VERSION", "NodeIdentity", "accept_handshake", "dial_handshake"]
+__all__ = [
+    "PROTOCOL_VERSION",
+    "HandshakeAbandoned",
+    "NodeIdentity",
+    "accept_handshake",
+    "dial_handshake",
+]
 
 PROTOCOL_VERSION = 1
 """The version of the frames and envelopes this transport speaks; nodes of different
@@ -55,6 +61,11 @@ class NodeIdentity:
     uid: int
     cluster: str
     address: tuple[str, int]
+
+
+class HandshakeAbandoned(HandshakeFailed):
+    """The peer closed the connection in the middle of the handshake (it went away, as
+    a node shutting down does; nothing it sent was wrong)."""
 
 
 def _hello(local: NodeIdentity, nonce: bytes, auth: bool) -> dict[str, Any]:
@@ -90,7 +101,7 @@ async def _receive(reader: FrameReader, what: str) -> tuple[bytes, dict[str, Any
     finally:
         reader.limit = limit
     if data is None:
-        raise HandshakeFailed(f"the peer closed the connection before its {what}")
+        raise HandshakeAbandoned(f"the peer closed the connection before its {what}")
     try:
         body = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as error:

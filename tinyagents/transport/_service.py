@@ -82,7 +82,7 @@ from ..errors import (
 )
 from ._codec import Codec, MessageRegistry
 from ._frame import DEFAULT_FRAME_LIMIT, FrameReader, encode_frame
-from ._handshake import NodeIdentity, accept_handshake, dial_handshake
+from ._handshake import HandshakeAbandoned, NodeIdentity, accept_handshake, dial_handshake
 from ._remote import RemoteCell, RemoteReply, StreamProxy
 from ._tls import TLS, wrap_client, wrap_server
 
@@ -1253,7 +1253,7 @@ class Transport:
                 self.stats.malformed_frames += 1
             if "simultaneous" in str(error):
                 level = logging.DEBUG  # the pair's other connection is used
-            elif isinstance(error, _NETWORK_ERRORS) or "peer closed" in str(error):
+            elif isinstance(error, (*_NETWORK_ERRORS, HandshakeAbandoned)):
                 level = logging.INFO  # the dialer went away (e.g. shutting down)
             else:
                 level = logging.WARNING  # not authenticated, another cluster, garbage
