@@ -8,6 +8,7 @@ from typing import Any, Generic, TypeVar
 import outcome
 import trio
 
+from . import _park
 from .mailbox import MailboxStatistics, Overflow
 
 __all__ = ["Closed", "Full", "Mailbox"]
@@ -16,8 +17,8 @@ T = TypeVar("T")
 
 # the hot path's trio calls, looked up once
 _current_task = trio.lowlevel.current_task
-_reschedule = trio.lowlevel.reschedule
-_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_wake = _park.wake  # the consumer parks with _park.park: see _park
+_park_task = _park.park
 
 
 class Full(Exception):
@@ -98,7 +99,7 @@ class Mailbox(Generic[T]):
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            _reschedule(waiter)
+            _wake(waiter)
         return None
 
     async def put(self, item: T) -> T | None:
@@ -136,7 +137,7 @@ class Mailbox(Generic[T]):
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
-            _reschedule(waiter)
+            _wake(waiter)
 
     # -- the consumer ----------------------------------------------------------------
 
@@ -158,7 +159,7 @@ class Mailbox(Generic[T]):
             await trio.lowlevel.checkpoint()
             return
         self._waiter = _current_task()
-        await _wait_task_rescheduled(self._abort_wait)
+        await _park_task(_park.trap(self._abort_wait))
 
     def _abort_wait(self, _: object) -> trio.lowlevel.Abort:
         self._waiter = None

@@ -9,6 +9,7 @@ import attrs
 import outcome
 import trio
 
+from .. import _park
 from ..errors import ReplyError
 from ._events import StopReason
 
@@ -22,8 +23,9 @@ __all__ = ["Actor", "ActorSpec", "Reply", "Terminated"]
 
 # the ask path's trio calls, looked up once
 _current_task = trio.lowlevel.current_task
-_reschedule = trio.lowlevel.reschedule
-_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_wake = _park.wake  # an asker parks with _park.park, woken when its reply is settled
+_park_task = _park.park
+_trap = _park.trap
 _ABORTED = trio.lowlevel.Abort.SUCCEEDED
 
 
@@ -186,7 +188,7 @@ class Reply:
         task = self._task
         if task is not None:
             self._task = None
-            _reschedule(task)
+            _wake(task)
         elif self._abandoned and error is None and owner is not None:
             owner.late_reply(value)
         return True
@@ -195,7 +197,7 @@ class Reply:
         """Wait for the reply; raises the failure. Cancellation abandons the reply."""
         if not self._done:
             self._task = _current_task()
-            await _wait_task_rescheduled(self._abort)
+            await _park_task(_trap(self._abort))
         else:
             await trio.lowlevel.checkpoint()
         if self._error is not None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from .. import _park
 from .._queue import Closed, Mailbox
 from .._tracing import receive_under
 from ..errors import (
@@ -109,7 +110,7 @@ class _Watched:
 
 
 _STOP = _StopRequest()
-_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_park_task = _park.park
 
 
 class Parent(Protocol):
@@ -543,7 +544,7 @@ class ActorCell:
         queue = mailbox.queue
         ctx = self.context
         me = trio.lowlevel.current_task()
-        abort_wait = mailbox._abort_wait
+        waiting = _park.trap(mailbox._abort_wait)
         burst = 0
         while self.state < STOPPING:
             system_queue = mailbox.system
@@ -555,7 +556,7 @@ class ActorCell:
                 burst = 0
                 # mailbox.wait(), inlined: this is the hottest await of the runtime
                 mailbox._waiter = me
-                await _wait_task_rescheduled(abort_wait)
+                await _park_task(waiting)
                 continue
             envelope = queue.popleft()
             if mailbox._senders:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
-from .. import _tracing
+from .. import _park, _tracing
 from .._queue import Full
 from .._validate import check_seconds
 from ..errors import AskTimeout, MailboxFull
@@ -28,7 +28,8 @@ current_cell: contextvars.ContextVar[ActorCell | None] = contextvars.ContextVar(
 _FAIRNESS_MASK = 127
 _INF = math.inf
 _current_task = trio.lowlevel.current_task
-_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_park_task = _park.park
+_trap = _park.trap
 
 
 def check_grace(grace: float | None, default: float) -> float:
@@ -238,7 +239,7 @@ class ActorRef:
         system._ask_timer.watch(reply, deadline, cell, timeout)
         # reply._wait(), inlined: one coroutine less on the hot path
         reply._task = _current_task()
-        await _wait_task_rescheduled(reply._abort)
+        await _park_task(_trap(reply._abort))
         system._ask_latency.observe(clock.current_time() - start)
         error = reply._error
         if error is not None:
