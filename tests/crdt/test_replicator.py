@@ -76,12 +76,13 @@ async def open_node(
     *,
     gossip_port: int = 0,
     interval: float = INTERVAL,
+    gossip: GossipConfig = GOSSIP,
     **config: Any,
 ) -> AsyncIterator[Node]:
     async with (
         ActorSystem(name) as system,
         Transport(system),
-        GossipCluster(system, bind=("127.0.0.1", gossip_port), config=GOSSIP) as cluster,
+        GossipCluster(system, bind=("127.0.0.1", gossip_port), config=gossip) as cluster,
         Replicator(
             system, cluster, config=ReplicatorConfig(gossip_interval=interval, **config)
         ) as replicator,
@@ -209,6 +210,129 @@ async def test_a_partition_heals_and_both_sides_converge(
             counters = await converge(nodes, VISITS, lambda c: c.value == 41)
             assert len(set(counters)) == 1
             assert nodes[3].replicator.stats.full_states_sent > 0
+
+
+class _CutUDP:
+    """A node's UDP socket, wrapped: packets to and from ``cut`` addresses are lost."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self.cut: set[tuple[str, int]] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    async def sendto(self, data: bytes, address: tuple[str, int]) -> int:
+        if tuple(address[:2]) in self.cut:
+            await trio.lowlevel.checkpoint()
+            return len(data)
+        result: int = await self._sock.sendto(data, address)
+        return result
+
+    async def recvfrom(self, size: int) -> tuple[bytes, Any]:
+        while True:
+            data, sender = await self._sock.recvfrom(size)
+            if tuple(sender[:2]) not in self.cut:
+                return data, sender
+
+
+async def test_a_partition_seen_by_the_failure_detector_leaves_one_side_a_majority(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # each side declares the other failed; the nodes that failed without leaving still
+    # count in N, so the minority cannot reach a majority of its own and a ReadMajority
+    # after the heal still overlaps the majority's WriteMajority
+    cut: set[frozenset[str]] = set()
+    enqueue = Peer.enqueue
+
+    def lossy(self: Peer, item: list[object], meta: object = None, *, now: bool = False) -> None:
+        if frozenset((self.transport.node, self.node)) in cut:
+            return
+        enqueue(self, item, meta, now=now)
+
+    monkeypatch.setattr(Peer, "enqueue", lossy)
+    # no TCP pings and no periodic push-pull: only the UDP cut decides who is reachable
+    gossip = attrs.evolve(GOSSIP, tcp_pings=False, push_pull_interval=1e6)
+    with trio.fail_after(GUARD):
+        async with open_cluster("abcde", interval=1000.0, gossip=gossip) as nodes:
+            major, minor = nodes[:3], nodes[3:]
+            sockets = {}
+            for node in nodes:
+                sockets[node.name] = node.cluster._udp = _CutUDP(node.cluster._udp)  # type: ignore[assignment]
+            for x in major:
+                for y in minor:
+                    cut.add(frozenset((x.name, y.name)))
+                    sockets[x.name].cut.add(y.cluster.address)
+                    sockets[y.name].cut.add(x.cluster.address)
+            await wait_members(major, 3)
+            await wait_members(minor, 2)
+
+            a, d = major[0].replicator, minor[0].replicator
+            await a.update(VISITS, increment(a, 5), write=WriteMajority())  # a, b and c
+            start = trio.current_time()
+            with pytest.raises(UpdateIncomplete) as failure:
+                await d.update(VISITS, increment(d, 1), write=WriteMajority(), timeout=30)
+            assert trio.current_time() - start < 1  # known at once, not after the timeout
+            assert (failure.value.acks, failure.value.required) == (1, 3)
+            assert "unreachable (failed, not left): a, b, c" in failure.value.reason
+            with pytest.raises(ReadIncomplete):
+                await d.get(VISITS, read=ReadMajority(), timeout=30)
+            assert d.peek(VISITS).value == 1  # d's write stands locally
+
+            # heal, and let an operator join the sides again
+            cut.clear()
+            for wrapper in sockets.values():
+                wrapper.cut.clear()
+            await minor[0].cluster.join(major[0].cluster.address)
+            await wait_members(nodes, 5)
+            counter = await minor[1].replicator.get(VISITS, read=ReadMajority())
+            assert counter.value >= 5  # the majority's write is seen
+            await d.update(VISITS, increment(d, 1), write=WriteMajority())
+
+
+async def test_a_node_that_left_stops_counting_and_a_failed_one_counts_until_its_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with trio.fail_after(GUARD):
+        async with open_cluster("ab", interval=1000.0, unreachable_timeout=5.0) as (a, b):
+            r = a.replicator
+            async with trio.open_nursery() as nursery:
+
+                async def run(name: str, *, task_status: trio.TaskStatus[Node]) -> None:
+                    async with open_node(name, interval=1000.0) as node:
+                        await node.cluster.join(a.cluster.address)
+                        task_status.started(node)
+                        await trio.sleep_forever()
+
+                # c leaves gracefully: N is 2 again at once, and a majority is a and b
+                c = await nursery.start(run, "c")
+                await wait_members([a, b, c], 3)
+                await c.cluster.leave()
+                await wait_members([a, b], 2)
+                await r.update(VISITS, increment(r), write=WriteAll())
+                nursery.cancel_scope.cancel()
+
+            async with trio.open_nursery() as nursery:
+                d_scope = trio.CancelScope()
+
+                async def run_d(*, task_status: trio.TaskStatus[None]) -> None:
+                    with d_scope:
+                        async with open_node("d", interval=1000.0) as node:
+                            await node.cluster.join(a.cluster.address)
+                            await wait_members([a, b, node], 3)
+                            task_status.started()
+                            await trio.sleep_forever()
+
+                await nursery.start(run_d)
+                d_scope.cancel()  # killed: it fails, it does not leave
+                await wait_members([a, b], 2)
+                with pytest.raises(UpdateIncomplete) as failure:
+                    await r.update(VISITS, increment(r), write=WriteAll())
+                assert failure.value.required == 3
+                assert "unreachable (failed, not left): d" in failure.value.reason
+                await r.update(VISITS, increment(r), write=WriteMajority())  # 2 of 3
+                await trio.sleep(5)
+                await r.update(VISITS, increment(r), write=WriteAll())  # d is forgotten
 
 
 async def test_a_node_that_joins_late_catches_up() -> None:

@@ -200,6 +200,10 @@ def _rounds(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     check_int(value, attribute.name, minimum=1)
 
 
+def _unreachable_timeout(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_seconds(value, attribute.name)
+
+
 @attrs.frozen
 class ReplicatorConfig:
     """A replicator's timings and limits.
@@ -215,12 +219,19 @@ class ReplicatorConfig:
       is split into several messages (a single value larger than this goes alone, and
       must fit the transport's frame limit).
     * ``timeout`` — the default timeout of reads and writes that wait for other nodes.
+    * ``unreachable_timeout`` — how long a node that failed without leaving still counts
+      among the N nodes of the consistency levels (default 24 h, Serf's reconnect
+      timeout; ``math.inf``: until it joins again or leaves). As in Akka, N is the
+      nodes of the cluster, not only those reachable now: so that the two sides of a
+      partition cannot both hold a majority, and a ``ReadMajority`` always overlaps the
+      last ``WriteMajority``. A node that leaves gracefully stops counting at once.
     """
 
     gossip_interval: float = attrs.field(default=2.0, validator=_positive_seconds)
     max_message_bytes: int = attrs.field(default=256 * 1024, validator=_message_size)
     timeout: float = attrs.field(default=5.0, validator=_positive_seconds)
     anti_entropy_every: int = attrs.field(default=5, validator=_rounds)
+    unreachable_timeout: float = attrs.field(default=24 * 3600.0, validator=_unreachable_timeout)
 
 
 @attrs.define
@@ -487,6 +498,8 @@ class Replicator:
         self._deleted: set[str] = set()
         self._pending: dict[str, Any] = {}
         self._pending_deleted: set[str] = set()
+        # nodes that failed without leaving (trio time of the failure): they still count
+        self._unreachable: dict[str, float] = {}
         self._subscriptions: dict[str, list[Subscription[Any]]] = {}
         self._status_chunk = 0
         self._rounds = 0
@@ -566,10 +579,11 @@ class Replicator:
         self._replace(key.id, new)
         pending = self._pending.get(key.id)
         self._pending[key.id] = delta if pending is None else pending.merge(delta)
-        if level.required(len(self._peers()) + 1) > 1:
+        peers = self._peers()
+        if level.required(self._nodes(peers)) > 1:
             entry = self._encode(key.id, delta)
             message = _Write(self.node, [] if entry is None else [entry], [])
-            await self._write(key.id, level, message, wait)
+            await self._write(key.id, level, peers, message, wait)
         return new
 
     async def get(
@@ -597,7 +611,7 @@ class Replicator:
         self._check_running()
         self._local(key)
         peers = self._peers()
-        required = level.required(len(peers) + 1)
+        required = level.required(self._nodes(peers))
         if required > 1:
             replies = await self._gather(peers, _Read(self.node, key.id), required, wait)
             if replies[0] < required:
@@ -631,8 +645,9 @@ class Replicator:
         self._local(key)
         self._delete(key.id)
         self._pending_deleted.add(key.id)
-        if level.required(len(self._peers()) + 1) > 1:
-            await self._write(key.id, level, _Write(self.node, [], [key.id]), wait)
+        peers = self._peers()
+        if level.required(self._nodes(peers)) > 1:
+            await self._write(key.id, level, peers, _Write(self.node, [], [key.id]), wait)
 
     @asynccontextmanager
     async def subscribe(self, key: Key[D]) -> AsyncIterator[Subscription[D]]:
@@ -765,6 +780,23 @@ class Replicator:
             if member.id != node and TRANSPORT_TAG in member.tags
         ]
 
+    def _unreachable_nodes(self, peers: list[str]) -> list[str]:
+        """The nodes that failed without leaving, less than ``unreachable_timeout`` ago,
+        and are not back among ``peers``: sorted."""
+        now = trio.current_time()
+        timeout = self.config.unreachable_timeout
+        back = set(peers)
+        for node, since in list(self._unreachable.items()):
+            if node in back or now - since > timeout:
+                del self._unreachable[node]
+        return sorted(self._unreachable)
+
+    def _nodes(self, peers: list[str]) -> int:
+        """N of the consistency levels: this node, ``peers`` and the unreachable nodes."""
+        if not self._unreachable:
+            return len(peers) + 1
+        return len(peers) + 1 + len(self._unreachable_nodes(peers))
+
     def _ref(self, node: str) -> ActorRef:
         return self._system.ref_for(f"tinyagents://{node}/user/{self.name}")
 
@@ -799,6 +831,12 @@ class Replicator:
     ) -> tuple[int, str]:
         """Ask ``peers`` ``message`` until ``required`` replicas (this one counted)
         answered; (how many did, why not more)."""
+        if required > len(peers) + 1:
+            unreachable = ", ".join(self._unreachable_nodes(peers))
+            return 1, (
+                f"only {len(peers) + 1} of the nodes are reachable; unreachable (failed, "
+                f"not left): {unreachable}"
+            )
         done = trio.Event()
         answered = 1
         failed: list[str] = []
@@ -832,9 +870,10 @@ class Replicator:
             return answered, "; ".join(failed)
         return answered, f"no more answers within {wait:g} s"
 
-    async def _write(self, key: str, level: Any, message: _Write, wait: float) -> None:
-        peers = self._peers()
-        required = level.required(len(peers) + 1)
+    async def _write(
+        self, key: str, level: Any, peers: list[str], message: _Write, wait: float
+    ) -> None:
+        required = level.required(self._nodes(peers))
         acks, reason = await self._gather(peers, message, required, wait)
         if acks < required:
             self.stats.writes_incomplete += 1
@@ -972,14 +1011,23 @@ class Replicator:
             self._gossip_round()
 
     async def _follow_members(self, task_status: trio.TaskStatus[None]) -> None:
-        from ..cluster import MemberJoined
+        from ..cluster import MemberFailed, MemberJoined, MemberLeft
+        from ..transport import TRANSPORT_TAG
 
-        async with self._system.events.subscribe(MemberJoined) as events:
+        async with self._system.events.subscribe(MemberJoined, MemberFailed, MemberLeft) as events:
             task_status.started()
             async for event in events:
-                if event.member.id != self.node:
+                member = event.member
+                if member.id == self.node:
+                    continue
+                if isinstance(event, MemberFailed):
+                    if TRANSPORT_TAG in member.tags:
+                        self._unreachable[member.id] = trio.current_time()
+                    continue
+                self._unreachable.pop(member.id, None)
+                if isinstance(event, MemberJoined):
                     # a new node (or this one's first peers): exchange digests at once
-                    self._send_status(event.member.id, every_chunk=True)
+                    self._send_status(member.id, every_chunk=True)
 
     async def __aenter__(self) -> Self:
         if self._started or self._running is not None:
