@@ -18,13 +18,20 @@ import trio_websocket
 
 import tinyagents as ta
 from tinyagents._admin_client import (
+    AdminErrorReply,
     AdminRefused,
     AdminUnreachable,
     _connect,
     admin_request,
     admin_watch,
 )
-from tinyagents.admin import PROTOCOL_VERSION, AdminError, AdminServer
+from tinyagents.admin import (
+    PROTOCOL_VERSION,
+    WATCH_TYPES,
+    AdminError,
+    AdminServer,
+    _watch_classes,
+)
 from tinyagents.cluster import GossipCluster, GossipConfig
 from tinyagents.errors import SystemNotRunning
 from tinyagents.metrics import record_llm_call
@@ -353,3 +360,61 @@ async def test_agents_and_teams_are_listed_by_their_spec_type() -> None:
                 "/user/bot": "Agent",
                 "/user/pipe": "Pipeline",
             }
+
+
+async def test_a_watch_for_unknown_event_types_is_a_bad_request() -> None:
+    with trio.fail_after(GUARD):
+        async with node() as (system, admin):
+            unknown, several, empty, known = await raw(
+                admin,
+                json.dumps({"v": 1, "id": 1, "op": "watch", "types": ["ActorStartd"]}),
+                json.dumps({"v": 1, "id": 2, "op": "watch", "types": ["Nope", "DeadLetter", "X"]}),
+                json.dumps({"v": 1, "id": 3, "op": "watch", "types": []}),
+                json.dumps({"v": 1, "id": 4, "op": "watch", "types": ["DeadLetter"]}),
+            )
+            assert unknown["error"] == {
+                "type": "BadRequest",
+                "message": "unknown event type 'ActorStartd': the types are "
+                + ", ".join(WATCH_TYPES),
+            }
+            assert several["error"]["message"].startswith("unknown event types 'Nope', 'X': ")
+            assert empty["error"]["type"] == "BadRequest"
+            assert known == {"v": 1, "id": 4, "ok": True, "result": {"watching": ["DeadLetter"]}}
+            with pytest.raises(AdminErrorReply, match="unknown event type 'Bogus'") as caught:
+                await admin_watch(where(admin), None, ["Bogus"], lambda message: None)
+            assert caught.value.kind == "BadRequest"
+            # the accepted watch ended with its connection, without waiting for an event
+            await trio.testing.wait_all_tasks_blocked()
+            assert admin.watchers == 0
+            assert not system.events.active
+
+
+def test_every_watch_type_names_an_event_class() -> None:
+    from tinyagents import cluster, events
+
+    classes = _watch_classes()
+    assert tuple(classes) == WATCH_TYPES
+    for name, cls in classes.items():
+        assert cls is getattr(events if hasattr(events, name) else cluster, name)
+
+
+async def test_a_watch_for_one_type_does_not_lose_events_of_other_types() -> None:
+    with trio.fail_after(GUARD):
+        async with node() as (system, admin), _connect(where(admin), None) as ws:
+            gone = await system.spawn(Echo, name="gone")
+            await gone.stop()
+            await ws.send_message(json.dumps({"v": 1, "id": 5, "op": "watch",
+                                              "types": ["ActorStarted"]}))  # fmt: skip
+            assert json.loads(await ws.get_message())["ok"]
+            assert admin.watchers == 1
+            for _ in range(3 * 1024):  # more dead letters than a watcher's buffer, at once
+                gone.tell_nowait("dead letter")
+            await system.spawn(Echo, name="after")
+            first = json.loads(await ws.get_message())
+            assert first == {"v": 1, "id": 5, "event": first["event"]}  # not {"lost": n}
+            assert (first["event"]["type"], first["event"]["ref"]) == (
+                "ActorStarted",
+                "/user/after",
+            )
+            assert admin.events_lost == 0
+            assert system.dead_letters == 3 * 1024

@@ -16,7 +16,7 @@ import pytest
 import trio
 
 import tinyagents as ta
-from tinyagents.admin import AdminServer
+from tinyagents.admin import WATCH_TYPES, AdminServer
 from tinyagents.cluster import GossipCluster, GossipConfig
 from tinyagents.transport import Transport
 
@@ -102,6 +102,12 @@ async def test_filters_and_the_exit_status_when_nothing_matches() -> None:
             )
             nothing = await cli("actors", "--addr", addr, "--path", "/user/nobody")
             assert nothing.returncode == 2
+            # an event type the endpoint cannot stream: one line naming those it can
+            misspelt = await cli("watch", "--addr", addr, "--type", "DeadLetter", "--type", "Dead")
+            assert misspelt.returncode == 2
+            assert misspelt.stderr.decode().splitlines() == [
+                f"error: unknown event type 'Dead': the types are {', '.join(WATCH_TYPES)}"
+            ]
 
 
 async def test_unreachable_refused_and_usage_errors() -> None:

@@ -15,7 +15,7 @@ from ._nursery import open_service_nursery
 from .admin import PROTOCOL_VERSION
 from .errors import TinyAgentsError
 
-__all__ = ["AdminRefused", "AdminUnreachable", "admin_request", "admin_watch"]
+__all__ = ["AdminErrorReply", "AdminRefused", "AdminUnreachable", "admin_request", "admin_watch"]
 
 CONNECT_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 10.0
@@ -27,6 +27,17 @@ class AdminUnreachable(TinyAgentsError):
 
 class AdminRefused(TinyAgentsError):
     """The endpoint refused the connection (a missing or wrong token) or the request."""
+
+
+class AdminErrorReply(AdminRefused):
+    """The endpoint answered a request with an error reply: ``kind`` is its type
+    (``BadRequest``, ``UnsupportedVersion``, ``UnknownOperation``), ``detail`` its
+    message; the text is ``"kind: detail"``."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
 
 
 @asynccontextmanager
@@ -82,13 +93,16 @@ def _check(reply: Any, addr: str) -> Any:
     if not isinstance(reply, dict) or reply.get("v") != PROTOCOL_VERSION:
         raise AdminUnreachable(f"the endpoint at {addr} does not speak the admin protocol")
     if not reply.get("ok"):
-        error = reply.get("error") or {}
-        raise AdminRefused(f"{error.get('type', 'Error')}: {error.get('message', '')}")
+        error = reply.get("error")
+        if not isinstance(error, dict):
+            error = {}
+        raise AdminErrorReply(str(error.get("type", "Error")), str(error.get("message", "")))
     return reply.get("result")
 
 
 async def admin_request(addr: str, token: str | None, op: str, **arguments: Any) -> Any:
-    """One request's result. Raises :class:`AdminUnreachable` or :class:`AdminRefused`."""
+    """One request's result. Raises :class:`AdminUnreachable` or :class:`AdminRefused`
+    (:class:`AdminErrorReply` when the endpoint answered with an error)."""
     async with _connect(addr, token) as connection:
         with trio.move_on_after(REQUEST_TIMEOUT) as scope:
             await connection.send_message(
@@ -113,7 +127,8 @@ async def admin_watch(
 ) -> None:
     """Call ``on_message`` with each message the node streams (``{"event": {...}}`` or
     ``{"lost": n}``) until the node closes the connection (:class:`AdminUnreachable`)
-    or the caller is cancelled."""
+    or the caller is cancelled. A watch the endpoint does not accept (an unknown type
+    among ``types``) raises :class:`AdminErrorReply` before any message."""
     async with _connect(addr, token) as connection:
         request = {"v": PROTOCOL_VERSION, "id": 1, "op": "watch", "types": types}
         try:

@@ -19,9 +19,10 @@ The operations (see :data:`PROTOCOL_VERSION`, and ``docs/cli.md`` for the fields
 * ``actors`` — the actor tree (``path`` prefix optional): path, actor type, mailbox
   length, capacity, processed and dropped counts, restarts, state;
 * ``watch`` — a live stream of events (lifecycle, member and dead-letter events; ``types``
-  optional), as ``{"v": 1, "id": ..., "event": {...}}`` messages until the client closes.
-  A slow client loses its own oldest events (announced as ``{"lost": n}``), never slowing
-  the node.
+  optional, names among :data:`WATCH_TYPES`, any other a ``BadRequest``), as ``{"v": 1,
+  "id": ..., "event": {...}}`` messages until the client closes. A slow client loses its
+  own oldest events of those types (announced as ``{"lost": n}``), never slowing the
+  node.
 
 A plain ``GET /metrics`` on the same port (no WebSocket upgrade) answers with the metrics
 in Prometheus' text format.
@@ -63,7 +64,13 @@ from .errors import SystemNotRunning, TinyAgentsError
 if TYPE_CHECKING:
     from .actor._system import ActorSystem
 
-__all__ = ["DEFAULT_ADMIN_ADDRESS", "PROTOCOL_VERSION", "AdminError", "AdminServer"]
+__all__ = [
+    "DEFAULT_ADMIN_ADDRESS",
+    "PROTOCOL_VERSION",
+    "WATCH_TYPES",
+    "AdminError",
+    "AdminServer",
+]
 
 logger = logging.getLogger("tinyagents.admin")
 
@@ -72,6 +79,22 @@ PROTOCOL_VERSION = 1
 
 DEFAULT_ADMIN_ADDRESS = "127.0.0.1:7373"
 """Where the endpoint listens unless told (Serf's RPC port)."""
+
+WATCH_TYPES = (
+    "ActorStarted",
+    "ActorRestarted",
+    "ActorFailed",
+    "ActorStopped",
+    "DeadLetter",
+    "MemberJoined",
+    "MemberUpdated",
+    "MemberSuspect",
+    "MemberFailed",
+    "MemberLeft",
+)
+"""The event types a ``watch`` may ask for by name (its ``types``): the actor lifecycle
+events and dead letters of :mod:`tinyagents.events` and the member events of
+:mod:`tinyagents.cluster`."""
 
 OPERATIONS = ("status", "members", "actors", "watch")
 _MAX_REQUEST = 64 * 1024  # bytes of one request message
@@ -139,6 +162,9 @@ class AdminServer:
         """Connections accepted since the start."""
         self.events_lost = 0
         """Events that watchers too slow to read them lost (summed over watchers)."""
+        self.watchers = 0
+        """Watches streaming now (counted from just before their ``{"watching": ...}``
+        answer, their subscription already open, until they end)."""
 
     def __repr__(self) -> str:
         where = format_address(self._address or self._bind)
@@ -317,11 +343,8 @@ class AdminServer:
                 return _success(request_id, self.actors(prefix))
             if op == "watch":
                 types = request.get("types")
-                if types is not None and (
-                    not isinstance(types, list) or not all(isinstance(t, str) for t in types)
-                ):
-                    raise _BadRequest("types must be a list of event type names")
-                await self._watch(connection, request_id, types)
+                kinds = _watch_kinds(types)
+                await self._watch(connection, request_id, types, kinds)
                 return None
         except _BadRequest as error:
             return _failure(request_id, "BadRequest", str(error))
@@ -435,27 +458,97 @@ class AdminServer:
         connection: trio_websocket.WebSocketConnection,
         request_id: Any,
         types: list[str] | None,
+        kinds: tuple[type, ...],
     ) -> None:
-        """Stream events to one client until it closes the connection."""
-        wanted = None if types is None else set(types)
-        async with self.system.events.subscribe(buffer=_WATCH_BUFFER) as events:
-            await connection.send_message(json.dumps(_success(request_id, {"watching": types})))
-            lost = 0
-            async for event in events:
-                if events.dropped > lost:
-                    self.events_lost += events.dropped - lost
-                    gap = {"v": PROTOCOL_VERSION, "id": request_id, "lost": events.dropped - lost}
-                    lost = events.dropped
-                    await connection.send_message(json.dumps(gap))
-                name = type(event).__name__
-                if wanted is not None and name not in wanted:
-                    continue
-                message = {"v": PROTOCOL_VERSION, "id": request_id, "event": event_to_json(event)}
-                await connection.send_message(json.dumps(message))
+        """Stream events of ``kinds`` (all when empty) to one client until it closes the
+        connection (noticed at once, not at the next event; what else it sends is not
+        read as requests). The subscription holds those kinds alone, so that other
+        events neither fill a slow client's buffer nor count as lost to it."""
+        async with (
+            self.system.events.subscribe(*kinds, buffer=_WATCH_BUFFER) as events,
+            open_service_nursery() as nursery,
+        ):
+            nursery.start_soon(_until_closed, connection, nursery.cancel_scope)
+            self.watchers += 1
+            try:
+                await connection.send_message(json.dumps(_success(request_id, {"watching": types})))
+                lost = 0
+                async for event in events:
+                    if events.dropped > lost:
+                        self.events_lost += events.dropped - lost
+                        gap = {
+                            "v": PROTOCOL_VERSION,
+                            "id": request_id,
+                            "lost": events.dropped - lost,
+                        }
+                        lost = events.dropped
+                        await connection.send_message(json.dumps(gap))
+                    message = {
+                        "v": PROTOCOL_VERSION,
+                        "id": request_id,
+                        "event": event_to_json(event),
+                    }
+                    await connection.send_message(json.dumps(message))
+            finally:
+                self.watchers -= 1
+
+
+async def _until_closed(
+    connection: trio_websocket.WebSocketConnection, scope: trio.CancelScope
+) -> None:
+    """Read (and drop) what a watching client sends, and cancel ``scope`` once it has
+    closed the connection."""
+    try:
+        while True:
+            await connection.get_message()
+    except trio_websocket.ConnectionClosed:
+        scope.cancel()
 
 
 class _BadRequest(Exception):
     pass
+
+
+def _watch_kinds(types: object) -> tuple[type, ...]:
+    """The event classes a watch's ``types`` names (none, for all events, when it is
+    ``None``); a :class:`_BadRequest` naming the known types for anything else."""
+    if types is None:
+        return ()
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise _BadRequest("types must be a list of event type names")
+    known = ", ".join(WATCH_TYPES)
+    if not types:
+        raise _BadRequest(
+            f"types must name at least one event type (leave it out for all): {known}"
+        )
+    unknown = [name for name in dict.fromkeys(types) if name not in WATCH_TYPES]
+    if unknown:
+        listed = ", ".join(repr(name) for name in unknown)
+        plural = "s" if len(unknown) > 1 else ""
+        raise _BadRequest(f"unknown event type{plural} {listed}: the types are {known}")
+    classes = _watch_classes()
+    return tuple(classes[name] for name in dict.fromkeys(types))
+
+
+def _watch_classes() -> dict[str, type]:
+    """The classes of :data:`WATCH_TYPES`, by name (imported when a watch asks, so that
+    importing this module, as the CLI does, does not load the cluster)."""
+    from .actor import _events
+    from .cluster import _member
+
+    classes: tuple[type, ...] = (
+        _events.ActorStarted,
+        _events.ActorRestarted,
+        _events.ActorFailed,
+        _events.ActorStopped,
+        _events.DeadLetter,
+        _member.MemberJoined,
+        _member.MemberUpdated,
+        _member.MemberSuspect,
+        _member.MemberFailed,
+        _member.MemberLeft,
+    )
+    return {cls.__name__: cls for cls in classes}
 
 
 _STATES = {STARTING: "starting", RUNNING: "running", STOPPING: "stopping", STOPPED: "stopped"}

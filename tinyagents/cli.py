@@ -4,8 +4,9 @@
 endpoint (:mod:`tinyagents.admin`), at ``--addr`` (env ``TINYAGENTS_ADDR``, default
 ``127.0.0.1:7373``) with ``--token`` (env ``TINYAGENTS_TOKEN``); ``--json`` prints
 machine output. A node that cannot be reached, or refuses, prints one ``error: ...``
-line and exits with status 1; usage errors, and filters that match nothing, exit with
-status 2. ``watch`` streams events until Ctrl-C, which ends it with status 0.
+line and exits with status 1; usage errors (an option the endpoint rejects as a bad
+request included, such as an unknown ``watch --type``), and filters that match nothing,
+exit with status 2. ``watch`` streams events until Ctrl-C, which ends it with status 0.
 
 ``tinyagents version`` (or ``--version``) prints the version; ``tinyagents stub-server
 --provider NAME --port N`` serves a provider stub (see ``docs/testing.md``) until
@@ -21,7 +22,8 @@ import importlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
 
 import trio
@@ -30,7 +32,7 @@ import typer
 from ._address import format_address
 from ._nursery import raise_unwrapped
 from ._version import __version__
-from .admin import DEFAULT_ADMIN_ADDRESS
+from .admin import DEFAULT_ADMIN_ADDRESS, WATCH_TYPES
 
 __all__ = ["app", "main"]
 
@@ -157,12 +159,27 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _query(addr: str, token: str | None, op: str, **arguments: Any) -> Any:
     """The result of one admin request, or exit 1 (unreachable, refused) / 2 (a bad
-    ``--addr``) with one line."""
-    from ._admin_client import AdminRefused, AdminUnreachable, admin_request
+    ``--addr``, a request the endpoint calls bad) with one line."""
+    from ._admin_client import admin_request
 
     _check_addr(addr)
-    try:
+    with _admin_errors():
         return _run(lambda: admin_request(addr, token or None, op, **arguments))
+
+
+@contextmanager
+def _admin_errors() -> Iterator[None]:
+    """Exit with one line for the client's errors: status 2 for a ``BadRequest`` reply
+    (the options asked for something the endpoint does not have), 1 for the rest (the
+    node cannot be reached, refuses the connection, or speaks another version)."""
+    from ._admin_client import AdminErrorReply, AdminRefused, AdminUnreachable
+
+    try:
+        yield
+    except AdminErrorReply as error:
+        if error.kind == "BadRequest":
+            _fail(error.detail, 2)
+        _fail(str(error), 1)
     except (AdminUnreachable, AdminRefused) as error:
         _fail(str(error), 1)
 
@@ -333,11 +350,14 @@ def watch(
     as_json: Json = False,
     types: Annotated[
         list[str] | None,
-        typer.Option("--type", help="Only events of this type, e.g. DeadLetter (repeat)."),
+        typer.Option(
+            "--type",
+            help=f"Only events of this type (repeat): {', '.join(WATCH_TYPES)}.",
+        ),
     ] = None,
 ) -> None:
     """Stream the node's events (lifecycle, members, dead letters) until Ctrl-C."""
-    from ._admin_client import AdminRefused, AdminUnreachable, admin_watch
+    from ._admin_client import admin_watch
 
     _check_addr(addr)
 
@@ -350,11 +370,10 @@ def watch(
             typer.echo(_describe_event(message["event"]))
 
     try:
-        _run(lambda: admin_watch(addr, token or None, types, show))
+        with _admin_errors():
+            _run(lambda: admin_watch(addr, token or None, types, show))
     except KeyboardInterrupt:
         return
-    except (AdminUnreachable, AdminRefused) as error:
-        _fail(str(error), 1)
 
 
 def _describe_event(event: dict[str, Any]) -> str:
