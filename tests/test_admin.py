@@ -418,3 +418,39 @@ async def test_a_watch_for_one_type_does_not_lose_events_of_other_types() -> Non
             )
             assert admin.events_lost == 0
             assert system.dead_letters == 3 * 1024
+
+
+async def test_status_counts_are_json_integers() -> None:
+    class Fragile(ta.Actor):
+        async def receive(self, ctx: ta.Context, message: Any) -> Any:
+            if message == "boom":
+                raise ValueError("boom")
+            return message
+
+    with trio.fail_after(GUARD):
+        async with node() as (system, admin):
+            fragile = await system.spawn(Fragile, name="fragile")
+            await (await system.spawn(Echo, name="echo")).ask("llm")
+            with pytest.raises(ta.errors.ActorFailed):
+                await fragile.ask("boom")  # restarted by the default supervisor
+            await fragile.ask("after")
+            await fragile.stop()
+            fragile.tell_nowait("late")  # a dead letter
+            (reply,) = await raw(admin, json.dumps({"v": 1, "id": 1, "op": "status"}))
+            status = reply["result"]
+            counts = [
+                status["restarts"],
+                *status["mailboxes"].values(),
+                *status["dead_letters"]["by_reason"].values(),
+                *status["llm"]["anthropic"].values(),
+                *(m["value"] for m in status["metrics"] if "value" in m),
+                *(m["count"] for m in status["metrics"] if "count" in m),
+            ]
+            assert all(type(count) is int for count in counts), counts
+            assert status["restarts"] == 1
+            assert status["dead_letters"]["by_reason"] == {
+                "handler_failed": 1,
+                "recipient_stopped": 1,
+            }
+            assert status["mailboxes"]["queued"] == 0
+            assert isinstance(status["uptime"], float)

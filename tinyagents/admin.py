@@ -24,6 +24,11 @@ The operations (see :data:`PROTOCOL_VERSION`, and ``docs/cli.md`` for the fields
   own oldest events of those types (announced as ``{"lost": n}``), never slowing the
   node.
 
+Counts (actors, messages, restarts, dead letters, calls, tokens) are JSON integers, and
+so is the ``value`` of every counter and gauge in ``metrics`` that is a whole number (the
+metrics keep them as floats); durations (``uptime``, a histogram's ``sum`` and bounds)
+are numbers that may have a fraction.
+
 A plain ``GET /metrics`` on the same port (no WebSocket upgrade) answers with the metrics
 in Prometheus' text format.
 
@@ -360,7 +365,7 @@ class AdminServer:
         """What ``status`` answers: see the module."""
         system = self.system
         snapshot = system.metrics()
-        llm: dict[str, dict[str, float]] = {}
+        llm: dict[str, dict[str, int | float]] = {}
         for sample in snapshot.samples:
             provider = sample.labels.get("provider")
             if provider is None or not sample.name.startswith("tinyagents_llm_"):
@@ -375,8 +380,11 @@ class AdminServer:
                 entry["errors"] += value
             elif sample.name == "tinyagents_llm_tokens_total":
                 entry[f"{sample.labels.get('type', 'input')}_tokens"] += value
+        for entry in llm.values():
+            for key, value in entry.items():
+                entry[key] = _whole(value)
         dead_letters = {
-            sample.labels["reason"]: sample.value
+            sample.labels["reason"]: _whole(sample.value)
             for sample in snapshot.samples
             if isinstance(sample, Sample)
             and sample.name == "tinyagents_dead_letters_total"
@@ -389,14 +397,17 @@ class AdminServer:
             "uptime": round(time.monotonic() - self._started, 3),
             "actors": int(snapshot.value("tinyagents_actors")),
             "mailboxes": {
-                "queued": snapshot.value("tinyagents_mailbox_depth"),
-                "processed": snapshot.value("tinyagents_messages_processed_total"),
-                "dropped": snapshot.value("tinyagents_messages_dropped_total"),
+                "queued": _whole(snapshot.value("tinyagents_mailbox_depth")),
+                "processed": _whole(snapshot.value("tinyagents_messages_processed_total")),
+                "dropped": _whole(snapshot.value("tinyagents_messages_dropped_total")),
             },
             "dead_letters": {"total": system.dead_letters, "by_reason": dead_letters},
-            "restarts": snapshot.value("tinyagents_restarts_total"),
+            "restarts": _whole(snapshot.value("tinyagents_restarts_total")),
             "llm": llm,
-            "metrics": snapshot.to_json(),
+            "metrics": [
+                {**item, "value": _whole(item["value"])} if "value" in item else item
+                for item in snapshot.to_json()
+            ],
         }
 
     def members(self) -> list[dict[str, Any]]:
@@ -549,6 +560,14 @@ def _watch_classes() -> dict[str, type]:
         _member.MemberLeft,
     )
     return {cls.__name__: cls for cls in classes}
+
+
+def _whole(value: float) -> int | float:
+    """``value`` as an int when it is a whole number: the metrics keep counts as floats,
+    which JSON would print as ``1.0``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
 
 
 _STATES = {STARTING: "starting", RUNNING: "running", STOPPING: "stopping", STOPPED: "stopped"}
