@@ -454,3 +454,36 @@ async def test_status_counts_are_json_integers() -> None:
             }
             assert status["mailboxes"]["queued"] == 0
             assert isinstance(status["uptime"], float)
+
+
+async def test_watch_streams_the_member_events_of_a_real_cluster() -> None:
+    config = GossipConfig.scaled(0.1)
+    with trio.fail_after(GUARD):
+        async with (
+            ta.ActorSystem("a") as system_a,
+            GossipCluster(system_a, config=config) as a,
+            AdminServer(system_a, bind="127.0.0.1:0") as admin,
+            _connect(where(admin), None) as ws,
+        ):
+            request = {"v": 1, "id": "m", "op": "watch", "types": ["MemberJoined", "MemberLeft"]}
+            await ws.send_message(json.dumps(request))
+            assert json.loads(await ws.get_message())["ok"]  # subscribed from here on
+            async with (
+                ta.ActorSystem("b") as system_b,
+                GossipCluster(system_b, tags={"role": "worker"}, config=config) as b,
+            ):
+                assert await b.join(a.address) == 1
+                joined = json.loads(await ws.get_message())["event"]
+                assert joined["type"] == "MemberJoined"
+                assert joined["member"] == {
+                    "name": "b",
+                    "addr": b.address[0],
+                    "port": b.address[1],
+                    "tags": {"role": "worker"},
+                    "status": "alive",
+                }
+            # b left gracefully on leaving its block
+            left = json.loads(await ws.get_message())["event"]
+            assert (left["type"], left["member"]["name"]) == ("MemberLeft", "b")
+            assert left["member"]["status"] == "left"
+            assert admin.events_lost == 0
