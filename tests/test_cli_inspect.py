@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -30,7 +31,7 @@ class Echo(ta.Actor):
 
 
 @asynccontextmanager
-async def live_node(**options: Any) -> AsyncIterator[tuple[ta.ActorSystem, str]]:
+async def live_admin(**options: Any) -> AsyncIterator[tuple[ta.ActorSystem, AdminServer]]:
     async with (
         ta.ActorSystem("cli-node") as system,
         Transport(system),
@@ -41,8 +42,33 @@ async def live_node(**options: Any) -> AsyncIterator[tuple[ta.ActorSystem, str]]
     ):
         await system.spawn(Echo, name="echo")
         await system.spawn(Echo, name="other")
-        host, port = admin.address
-        yield system, f"{host}:{port}"
+        yield system, admin
+
+
+@asynccontextmanager
+async def live_node(**options: Any) -> AsyncIterator[tuple[ta.ActorSystem, str]]:
+    async with live_admin(**options) as (system, admin):
+        yield system, where(admin)
+
+
+def where(admin: AdminServer) -> str:
+    host, port = admin.address
+    return f"{host}:{port}"
+
+
+def invoke(*args: str) -> Any:
+    """The CLI in this process (CliRunner blocks, running trio.run itself: call it in a
+    worker thread while the node runs in the test's)."""
+    from typer.testing import CliRunner
+
+    from tinyagents import cli as cli_module
+
+    return CliRunner().invoke(cli_module.app, list(args))
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():  # noqa: ASYNC110 - polls what the endpoint's tasks change
+        await trio.sleep(0.01)
 
 
 async def cli(*args: str, env: dict[str, str] | None = None) -> trio.CompletedProcess[bytes]:
@@ -207,15 +233,6 @@ def test_the_status_table_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_the_commands_in_process_against_a_live_node() -> None:
-    # CliRunner blocks (it runs trio.run itself): in a worker thread, while the node
-    # keeps running in this one
-    from typer.testing import CliRunner
-
-    from tinyagents import cli as cli_module
-
-    def invoke(*args: str) -> Any:
-        return CliRunner().invoke(cli_module.app, list(args))
-
     with trio.fail_after(GUARD):
         async with live_node() as (_, addr):
             members = await trio.to_thread.run_sync(invoke, "members", "--addr", addr)
@@ -229,3 +246,89 @@ async def test_the_commands_in_process_against_a_live_node() -> None:
             assert status.exit_code == 0
             assert "cli-node" in status.output
             assert "no calls" in status.output
+
+            actors = await trio.to_thread.run_sync(invoke, "actors", "--addr", addr)
+            assert actors.exit_code == 0, actors.output
+            header, *rows = actors.stdout.splitlines()
+            assert header.split() == [
+                "Path", "Type", "State", "Mailbox", "Processed", "Dropped", "Restarts"
+            ]  # fmt: skip
+            assert [row.split() for row in rows] == [
+                ["/user/echo", "Echo", "running", "0/∞", "0", "0", "0"],
+                ["/user/other", "Echo", "running", "0/∞", "0", "0", "0"],
+            ]
+            one = await trio.to_thread.run_sync(
+                invoke, "actors", "--addr", addr, "--path", "/user/other"
+            )
+            assert one.exit_code == 0
+            assert [row.split()[0] for row in one.stdout.splitlines()[1:]] == ["/user/other"]
+            nothing = await trio.to_thread.run_sync(
+                invoke, "actors", "--addr", addr, "--path", "/user/ech"
+            )
+            assert (nothing.exit_code, nothing.stdout) == (2, "")
+            assert nothing.stderr == "error: no actor matches\n"
+
+
+def test_version_in_process() -> None:
+    for args in (["version"], ["--version"]):
+        result = invoke(*args)
+        assert (result.exit_code, result.stdout) == (0, f"{ta.__version__}\n")
+
+
+async def test_watch_in_process_prints_events_and_the_events_it_lost() -> None:
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery, live_admin() as (system, admin):
+            addr = where(admin)
+            gone = await system.spawn(Echo, name="gone")
+            await gone.stop()
+            results: list[Any] = []
+
+            async def watch() -> None:
+                results.append(
+                    await trio.to_thread.run_sync(
+                        invoke, "watch", "--addr", addr, "--type", "DeadLetter"
+                    )
+                )
+
+            nursery.start_soon(watch)
+            await _until(lambda: admin.watchers == 1)
+            # three buffers' worth at once: the watcher keeps the newest 1024
+            for i in range(3 * 1024):
+                gone.tell_nowait(f"late {i}")
+            await _until(lambda: admin.events_sent == 1024)
+            # leaving, the node closes the connection: the watch ends (exit status 1)
+        (result,) = results
+        assert result.exit_code == 1
+        assert result.stderr == f"error: the node at {addr} closed the connection\n"
+        lost, *lines = result.stdout.splitlines()
+        assert lost == "... 2048 events lost (this client read too slowly)"
+        assert len(lines) == 1024
+        for i, line in zip(range(2048, 3 * 1024), lines, strict=True):
+            moment, kind, *details = line.split()
+            assert re.fullmatch(r"\d\d:\d\d:\d\d", moment)
+            assert kind == "DeadLetter"
+            assert " ".join(details) == (
+                f"message=late {i} sender=None recipient=/user/gone reason=recipient_stopped"
+            )
+        assert admin.events_lost == 2048
+
+
+async def test_watch_in_process_without_a_node_with_a_wrong_token_or_a_wrong_type() -> None:
+    with trio.fail_after(GUARD):
+        async with live_node(token=TOKEN) as (_, addr):
+            for token, why in ((None, "a token is needed (--token)"), ("guess", "wrong token")):
+                args = ["watch", "--addr", addr, *(["--token", token] if token else [])]
+                refused = await trio.to_thread.run_sync(invoke, *args)
+                assert (refused.exit_code, refused.stdout) == (1, "")
+                assert refused.stderr == (
+                    f"error: the node at {addr} refused the connection: {why}\n"
+                )
+            misspelt = await trio.to_thread.run_sync(
+                invoke, "watch", "--addr", addr, "--token", TOKEN, "--type", "ActorStart"
+            )
+            assert misspelt.exit_code == 2
+            assert misspelt.stderr.startswith("error: unknown event type 'ActorStart': ")
+        unreachable = await trio.to_thread.run_sync(invoke, "watch", "--addr", addr)
+        assert (unreachable.exit_code, unreachable.stdout) == (1, "")
+        (line,) = unreachable.stderr.splitlines()
+        assert line.startswith(f"error: no tinyagents node answers at {addr}: ")

@@ -165,6 +165,8 @@ class AdminServer:
         """Connections refused for a missing or wrong token."""
         self.connections = 0
         """Connections accepted since the start."""
+        self.events_sent = 0
+        """Events sent to watchers (summed over watchers), each counted once written."""
         self.events_lost = 0
         """Events that watchers too slow to read them lost (summed over watchers)."""
         self.watchers = 0
@@ -500,6 +502,7 @@ class AdminServer:
                         "event": event_to_json(event),
                     }
                     await connection.send_message(json.dumps(message))
+                    self.events_sent += 1
             finally:
                 self.watchers -= 1
 
