@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 import tinyagents as ta
-from tinyagents.cluster import GossipCluster, GossipConfig
+from tinyagents.cluster import GossipCluster, GossipConfig, MemberFailed
 from tinyagents.crdt import Replicator
 from tinyagents.errors import ActorFailed
 from tinyagents.metrics import METRICS, HistogramSample, MetricsSnapshot, Sample, record_llm_call
@@ -167,3 +167,53 @@ async def test_a_broken_collector_does_not_hide_the_rest(caplog: pytest.LogCaptu
         system._metrics.add_collector(broken)
         assert system.metrics().value("tinyagents_actors") == 0
         assert "a collector failed" in caplog.text
+
+
+async def test_mailbox_depth_counts_the_messages_queued_now() -> None:
+    holding = trio.Event()
+    release = trio.Event()
+
+    class Blocker(ta.Actor):
+        async def receive(self, ctx: ta.Context, message: Any) -> Any:
+            if message == "hold":
+                holding.set()
+                await release.wait()
+            return message
+
+    async with ta.ActorSystem("a") as system:
+        blocker = await system.spawn(Blocker)
+        other = await system.spawn(Blocker)
+        blocker.tell_nowait("hold")
+        await holding.wait()  # handling "hold": the mailbox is empty again
+        assert system.metrics().value("tinyagents_mailbox_depth") == 0
+        for i in range(3):
+            blocker.tell_nowait(i)
+        assert system.metrics().value("tinyagents_mailbox_depth") == 3
+        assert await other.ask("a free actor") == "a free actor"
+        assert system.metrics().value("tinyagents_mailbox_depth") == 3
+        release.set()
+        assert await blocker.ask("after") == "after"
+        assert system.metrics().value("tinyagents_mailbox_depth") == 0
+
+
+async def test_a_member_stopped_without_leaving_is_counted_as_a_suspicion() -> None:
+    config = GossipConfig.scaled(0.1)
+    async with (
+        ta.ActorSystem("a") as system_a,
+        GossipCluster(system_a, config=config) as a,
+        ta.ActorSystem("b") as system_b,
+        system_a.events.subscribe(MemberFailed) as failures,
+    ):
+        with trio.CancelScope() as stop_b:
+            async with GossipCluster(system_b, config=config) as b:
+                assert await b.join(a.address) == 1
+                while len(a.members()) < 2:  # noqa: ASYNC110 - changed by a's gossip tasks
+                    await trio.sleep(0.1)
+                await trio.sleep(2)  # twenty probe intervals: every probe answered
+                assert system_a.metrics().value("tinyagents_gossip_probes_total") > 0
+                assert system_a.metrics().value("tinyagents_gossip_suspicions_total") == 0
+                stop_b.cancel()  # b stops without leaving, as a crash would
+        failed = await failures.receive()  # suspected first, then failed
+        assert failed.member.id == "b"
+        assert system_a.metrics().value("tinyagents_gossip_suspicions_total") >= 1
+        assert system_a.metrics().value("tinyagents_gossip_members") == 1
