@@ -555,31 +555,45 @@ async def test_a_deletion_missed_by_a_node_is_not_undone_by_its_old_copy(
 async def test_many_keys_travel_in_messages_under_the_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sizes: list[int] = []
+    # every message a replicator sends, measured as the codec encodes it
+    sizes: dict[str, list[int]] = {}
     send = Replicator._send
 
     def measuring(self: Replicator, node: str, message: object) -> None:
-        entries = getattr(message, "entries", None)
-        if entries is not None:
-            sizes.append(sum(len(entry.payload) + len(entry.key) for entry in entries))
+        assert self._codec is not None and self._hooks is not None
+        _, payload = self._codec.to_wire(message, self._hooks)
+        sizes.setdefault(type(message).__name__, []).append(len(payload))
         send(self, node, message)
+
+    def largest() -> int:
+        return max(size for found in sizes.values() for size in found)
 
     monkeypatch.setattr(Replicator, "_send", measuring)
     with trio.fail_after(GUARD):
         async with open_cluster("ab", max_message_bytes=2048) as (a, b):
             r = a.replicator
-            keys = [Key(f"counter-{i}", GCounter) for i in range(300)]
+            keys = [Key(f"a-counter-with-a-long-name-{i}", GCounter) for i in range(300)]
             for key in keys:
                 await r.update(key, lambda c: c.increment(r.replica_id, 1))
             await until(lambda: len(b.replicator.keys()) == 300)
-            assert len(sizes) > 5  # split in several messages
-            assert max(sizes) <= 2048
-            # a late node gets all of them by anti-entropy, in bounded messages too
+            assert sum(map(len, sizes.values())) > 5  # split in several messages
+            assert largest() <= 2048
+            # deletions of many keys in one round: the list of their ids is split too
+            sizes.clear()
+            for key in keys[:200]:
+                await r.delete(key)
+            await until(lambda: len(b.replicator.keys()) == 100)
+            assert len(sizes["_Deltas"]) > 1  # the ids went in more than one message
+            assert largest() <= 2048
+            # a late node gets everything by anti-entropy, digests of live and deleted
+            # keys included, in bounded messages too
             sizes.clear()
             async with open_node("c", max_message_bytes=2048) as c:
                 await c.cluster.join(a.cluster.address)
-                await until(lambda: len(c.replicator.keys()) == 300)
-            assert max(sizes) <= 2048
+                await until(lambda: len(c.replicator.keys()) == 100)
+                await until(lambda: len(c.replicator._deleted) == 200)
+            assert len(sizes["_Status"]) > 1
+            assert largest() <= 2048
 
 
 async def test_anti_entropy_runs_every_few_rounds() -> None:

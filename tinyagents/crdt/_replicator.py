@@ -343,6 +343,37 @@ def _bucket(key: str, chunks: int) -> int:
     return zlib.crc32(key.encode()) % chunks
 
 
+# -- encoded sizes (msgpack, as the codec writes the messages: attrs classes as maps) -----
+
+
+def _header(n: int, small: int) -> int:
+    """The bytes of a msgpack str/bin/array header for ``n`` (``small``: the largest
+    length that fits in the type byte itself)."""
+    return 1 if n <= small else 2 if n < 256 else 3 if n < 65536 else 5
+
+
+def _str_size(text: str) -> int:
+    n = len(text.encode())
+    return _header(n, 31) + n
+
+
+def _bin_size(n: int) -> int:
+    return max(2, _header(n, -1)) + n
+
+
+def _entry_size(entry: _Entry) -> int:
+    # a map of three fields, and its place in the list
+    fields = _str_size("key") + _str_size("type_id") + _str_size("payload")
+    return (
+        1 + fields + _str_size(entry.key) + _str_size(entry.type_id) + _bin_size(len(entry.payload))
+    )
+
+
+_MESSAGE_OVERHEAD = 96
+"""More than a message's fields other than its lists cost (names, the node id aside)."""
+_DIGEST_SIZE = 18  # a 16-byte digest as msgpack bin
+
+
 # -- subscriptions ---------------------------------------------------------------------
 
 
@@ -808,22 +839,37 @@ class Replicator:
             self.stats.send_failures += 1
             logger.debug("replicator: cannot send to %s: %s", node, error)
 
-    def _chunks(self, entries: list[_Entry]) -> list[list[_Entry]]:
-        """``entries`` in groups of at most ``max_message_bytes`` (one bigger entry
-        alone)."""
-        limit = self.config.max_message_bytes
-        groups: list[list[_Entry]] = []
-        group: list[_Entry] = []
+    def _budget(self) -> int:
+        """What the lists of one message may take, encoded."""
+        return self.config.max_message_bytes - _MESSAGE_OVERHEAD - _str_size(self.node)
+
+    def _chunks(
+        self, entries: list[_Entry], *keys: list[str]
+    ) -> list[tuple[list[_Entry], list[list[str]]]]:
+        """``entries`` and the lists of ``keys`` split into messages whose encoded
+        size stays within ``max_message_bytes`` (a single bigger entry goes alone): for
+        each message, its entries and its part of every key list. At least one
+        message, maybe empty."""
+        budget = self._budget()
+        groups: list[tuple[list[_Entry], list[list[str]]]] = []
+        group: tuple[list[_Entry], list[list[str]]] = ([], [[] for _ in keys])
         size = 0
-        for entry in entries:
-            cost = len(entry.payload) + len(entry.key) + len(entry.type_id) + 8
-            if group and size + cost > limit:
+
+        def room(cost: int) -> None:
+            nonlocal group, size
+            if size + cost > budget and (group[0] or any(group[1])):
                 groups.append(group)
-                group, size = [], 0
-            group.append(entry)
+                group, size = ([], [[] for _ in keys]), 0
             size += cost
-        if group or not groups:
-            groups.append(group)
+
+        for entry in entries:
+            room(_entry_size(entry))
+            group[0].append(entry)
+        for i, names in enumerate(keys):
+            for key in names:
+                room(_str_size(key))
+                group[1][i].append(key)
+        groups.append(group)
         return groups
 
     async def _gather(
@@ -947,19 +993,23 @@ class Replicator:
                 entry = self._encode(key, self._data[key])
                 if entry is not None:
                     entries.append(entry)
-        for i, group in enumerate(self._chunks(entries)):
+        for group, (gone_part, wanted_part) in self._chunks(entries, gone, list(wanted)):
             self.stats.full_states_sent += len(group)
             self.stats.full_state_bytes_sent += sum(len(entry.payload) for entry in group)
-            first = i == 0
-            message = _Gossip(
-                self.node, group, gone if first else [], list(wanted) if first else []
-            )
-            self._send(node, message)
+            self._send(node, _Gossip(self.node, group, gone_part, wanted_part))
 
     def _status_messages(self, every_chunk: bool) -> list[_Status]:
         keys = [*self._data, *self._deleted]
-        size = sum(len(key) + 20 for key in keys)
-        chunks = max(1, -(-size // self.config.max_message_bytes))
+        costs = [_str_size(key) + _DIGEST_SIZE for key in keys]
+        budget = self._budget()
+        chunks = max(1, -(-sum(costs) // budget))
+        while chunks < len(keys):  # the keys fall in chunks by hash: none may overflow
+            sizes = [0] * chunks
+            for key, cost in zip(keys, costs, strict=True):
+                sizes[_bucket(key, chunks)] += cost
+            if max(sizes) <= budget:
+                break
+            chunks += 1
         if every_chunk:
             wanted = range(chunks)
         else:
@@ -992,8 +1042,8 @@ class Replicator:
                 for key, delta in pending.items()
                 if (entry := self._encode(key, delta)) is not None
             ]
-            for i, group in enumerate(self._chunks(entries)):
-                message = _Deltas(self.node, group, deleted if i == 0 else [])
+            for group, (deleted_part,) in self._chunks(entries, deleted):
+                message = _Deltas(self.node, group, deleted_part)
                 size = sum(len(entry.payload) for entry in group)
                 for node in peers:
                     self.stats.delta_messages_sent += 1
