@@ -288,6 +288,9 @@ async def test_a_partition_seen_by_the_failure_detector_leaves_one_side_a_majori
             counter = await minor[1].replicator.get(VISITS, read=ReadMajority())
             assert counter.value >= 5  # the majority's write is seen
             await d.update(VISITS, increment(d, 1), write=WriteMajority())
+            for node in nodes:  # and both sides' writes meet on every node
+                counter = await node.replicator.get(VISITS, read=ReadAll())
+                assert counter.value == 7
 
 
 async def test_a_node_that_left_stops_counting_and_a_failed_one_counts_until_its_timeout(
