@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -332,3 +333,49 @@ async def test_watch_in_process_without_a_node_with_a_wrong_token_or_a_wrong_typ
         assert (unreachable.exit_code, unreachable.stdout) == (1, "")
         (line,) = unreachable.stderr.splitlines()
         assert line.startswith(f"error: no tinyagents node answers at {addr}: ")
+
+
+def _documented() -> dict[str, str]:
+    """``command -> output`` of the console blocks of docs/cli.md (first occurrence)."""
+    text = (Path(__file__).parent.parent / "docs" / "cli.md").read_text()
+    found: dict[str, str] = {}
+    for block in re.findall(r"^```console\n(.*?)^```", text, flags=re.S | re.M):
+        for command, output in re.findall(r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", block, flags=re.M):
+            found.setdefault(command, output)
+    return found
+
+
+class Desk(ta.Actor):
+    """The team of docs/cli.md's node: two agents."""
+
+    async def started(self, ctx: ta.Context) -> None:
+        from tinyagents.agent import Agent
+        from tinyagents.testing import ScriptedProvider
+
+        provider = ScriptedProvider(default="Done.")
+        await ctx.spawn(Agent("writer", provider, "any-model"), name="writer")
+        await ctx.spawn(Agent("editor", provider, "any-model"), name="editor")
+
+    async def receive(self, ctx: ta.Context, message: Any) -> Any:
+        return None
+
+
+async def test_the_docs_show_what_actors_and_a_misspelt_watch_print() -> None:
+    from tinyagents.agent import Agent, Prompt
+    from tinyagents.testing import ScriptedProvider
+
+    documented = _documented()
+    with trio.fail_after(GUARD):
+        async with (
+            ta.ActorSystem("node-a") as system,
+            AdminServer(system, bind="127.0.0.1:0") as admin,
+        ):
+            bot = ScriptedProvider(default="Hello!")
+            await (await system.spawn(Agent("bot", bot, "any-model"), name="bot")).ask(Prompt("Hi"))
+            await system.spawn(Desk, name="desk")
+            for command in ("actors", "actors --path /user/desk", "watch --type ActorStartd"):
+                result = await trio.to_thread.run_sync(
+                    invoke, *command.split(), "--addr", where(admin)
+                )
+                printed = "".join(line.rstrip() + "\n" for line in result.output.splitlines())
+                assert printed == documented[f"tinyagents {command}"], command

@@ -26,7 +26,7 @@ The operations (see :data:`PROTOCOL_VERSION`, and ``docs/cli.md`` for the fields
 
 Counts (actors, messages, restarts, dead letters, calls, tokens) are JSON integers, and
 so is the ``value`` of every counter and gauge in ``metrics`` that is a whole number (the
-metrics keep them as floats); durations (``uptime``, a histogram's ``sum`` and bounds)
+metrics may keep them as floats); durations (``uptime``, a histogram's ``sum`` and bounds)
 are numbers that may have a fraction.
 
 A plain ``GET /metrics`` on the same port (no WebSocket upgrade) answers with the metrics
@@ -566,7 +566,7 @@ def _watch_classes() -> dict[str, type]:
 
 
 def _whole(value: float) -> int | float:
-    """``value`` as an int when it is a whole number: the metrics keep counts as floats,
+    """``value`` as an int when it is a whole number: a snapshot's sums are floats,
     which JSON would print as ``1.0``."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return int(value)
