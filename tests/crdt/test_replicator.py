@@ -563,7 +563,8 @@ async def test_many_keys_travel_in_messages_under_the_bound(
     send = Replicator._send
 
     def measuring(self: Replicator, node: str, message: object) -> None:
-        assert self._codec is not None and self._hooks is not None
+        assert self._codec is not None
+        assert self._hooks is not None
         _, payload = self._codec.to_wire(message, self._hooks)
         sizes.setdefault(type(message).__name__, []).append(len(payload))
         send(self, node, message)

@@ -6,7 +6,7 @@ import enum
 import logging
 import random
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -22,6 +22,9 @@ from ._cell import ActorCell, Factory, spawn_child
 from ._events import DeadLetter, DeadLetterReason, EventStream
 from ._ref import ActorRef
 from ._timer import AskTimer
+
+if TYPE_CHECKING:
+    from ..admin import AdminServer
 
 __all__ = ["ActorSystem"]
 
@@ -124,6 +127,15 @@ class ActorSystem:
       then its ``stopped`` hook, may run before being cancelled).
     * ``ask_timeout`` — the timeout of asks that give none (``math.inf``: no limit).
     * ``rng`` — the random source of backoff jitter (seed one for reproducible runs).
+    * ``admin`` — run the node's admin endpoint (:class:`~tinyagents.admin.AdminServer`)
+      while the system runs: ``True`` at its default address (``127.0.0.1:7373``), or
+      the address to bind (``"host:port"`` or ``(host, port)``; port 0 picks a free
+      one, read back from ``system.admin.address``). It starts with the system,
+      before the body runs (the ``async with`` raises
+      :class:`~tinyagents.admin.AdminError` if it cannot listen), and serves during the
+      shutdown until the actors have stopped. ``admin_token`` is its bearer token,
+      required off loopback. Otherwise the same as ``async with AdminServer(system,
+      bind=..., token=...)`` in the body.
     """
 
     def __init__(
@@ -133,6 +145,8 @@ class ActorSystem:
         shutdown_timeout: float = 5.0,
         ask_timeout: float = 60.0,
         rng: random.Random | None = None,
+        admin: bool | str | tuple[str, int] = False,
+        admin_token: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"an actor system needs a non-empty name, not {name!r}")
@@ -170,9 +184,18 @@ class ActorSystem:
         # the run's clock, taken on entry (asks read it directly: it is on their hot path)
         self._clock: trio.abc.Clock = _NO_CLOCK
         self._timer_scope: trio.CancelScope | None = None
+        self._admin_scope: trio.CancelScope | None = None
         self._terminated_hooks: list[Any] = []
         # the node's transport while one runs (tinyagents.transport.Transport)
         self._transport: Any = None
+        self._admin: AdminServer | None = None
+        if admin is not False or admin_token is not None:
+            from ..admin import DEFAULT_ADMIN_ADDRESS, AdminServer
+
+            if admin is False:
+                raise ValueError("admin_token is given but the admin endpoint is off (admin=)")
+            bind = DEFAULT_ADMIN_ADDRESS if admin is True else admin
+            self._admin = AdminServer(self, bind=bind, token=admin_token)
         # the node's gossip cluster while one runs (tinyagents.cluster.GossipCluster)
         self._cluster: Any = None
 
@@ -180,6 +203,11 @@ class ActorSystem:
         return f"<ActorSystem {self.name!r} {self._state.value}>"
 
     # -- public API ------------------------------------------------------------------
+
+    @property
+    def admin(self) -> AdminServer | None:
+        """The admin endpoint started by the ``admin=`` option, or ``None``."""
+        return self._admin
 
     @property
     def running(self) -> bool:
@@ -328,7 +356,16 @@ class ActorSystem:
         try:
             await nursery.start(self._host_actors)
             await nursery.start(self._run_timer)
+            if self._admin is not None:
+                self._state = _State.RUNNING  # the endpoint starts on a running system
+                try:
+                    await nursery.start(self._serve_admin, self._admin)
+                finally:
+                    self._state = _State.UNOPENED
         except BaseException:
+            for scope in (self._actors_scope, self._timer_scope):
+                if scope is not None:  # shielded: the nursery's cancel does not reach them
+                    scope.cancel()
             nursery.cancel_scope.cancel()
             await manager.__aexit__(None, None, None)
             raise
@@ -359,6 +396,14 @@ class ActorSystem:
             self._timer_scope = scope
             await self._ask_timer.run(task_status)
 
+    async def _serve_admin(self, admin: AdminServer, task_status: trio.TaskStatus[None]) -> None:
+        # shielded like the actors: the endpoint serves until the actors have stopped
+        with trio.CancelScope(shield=True) as scope:
+            self._admin_scope = scope
+            async with admin:
+                task_status.started()
+                await trio.sleep_forever()
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -378,6 +423,8 @@ class ActorSystem:
         self._actors_scope.cancel()
         if self._timer_scope is not None:
             self._timer_scope.cancel()
+        if self._admin_scope is not None:
+            self._admin_scope.cancel()
         failure = self._failure
         try:
             suppressed = await self._nursery_manager.__aexit__(exc_type, exc, tb)
