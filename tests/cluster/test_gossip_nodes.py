@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+import pytest
 import trio
 
 from tinyagents import ActorSystem
@@ -290,3 +291,48 @@ async def test_the_push_pull_after_a_join_tells_early_joiners_of_later_ones() ->
         assert set(_view(seed)) == set(names)
         await _until(lambda: set(_view(first)) == set(names))
         assert first.stats.streams_received == 0  # it asked: nobody pushed to it
+
+
+@pytest.mark.parametrize("reconnect", [True, False], ids=["reconnect", "no-reconnect"])
+async def test_after_a_partition_heals_failed_members_are_joined_again(
+    reconnect: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no TCP pings and no periodic push-pull: once each side has failed (and then
+    # forgotten) the other, only the reconnect of failed members brings them together
+    interval = 0.2
+    config = attrs.evolve(
+        FAST,
+        tcp_pings=False,
+        push_pull_interval=1e6,
+        join_sync_delay=0.0,
+        gossip_to_the_dead_time=0.5,
+        reconnect_interval=interval if reconnect else 0.0,
+    )
+    partitioned = False
+    push_pull = GossipCluster._push_pull
+
+    async def cut_push_pull(self: GossipCluster, addr: tuple[str, int], *, join: bool) -> None:
+        if partitioned:
+            raise OSError("the network is partitioned")
+        await push_pull(self, addr, join=join)
+
+    monkeypatch.setattr(GossipCluster, "_push_pull", cut_push_pull)
+    async with ActorSystem("app") as system, _cluster(system, ["a", "b"], config) as (_, nodes):
+        a, b = nodes["a"].cluster, nodes["b"].cluster
+        udp = _faulty(a)
+        await _join_all(nodes)
+
+        partitioned = udp.paused = True
+        # each side fails the other, then forgets it (gossip_to_the_dead_time)
+        await _until(lambda: "b" not in a.table.nodes and "a" not in b.table.nodes)
+        partitioned = udp.paused = False
+
+        if reconnect:
+            everyone = {"a": "alive", "b": "alive"}
+            await _until(lambda: _view(a) == everyone and _view(b) == everyone)
+            assert a.stats.reconnects + b.stats.reconnects >= 1
+        else:
+            await trio.sleep(20 * interval)  # as long as 20 reconnect rounds would take
+            assert _view(a) == {"a": "alive"}
+            assert _view(b) == {"b": "alive"}
+            assert a.stats.reconnects == b.stats.reconnects == 0

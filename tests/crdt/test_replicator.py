@@ -251,8 +251,9 @@ async def test_a_partition_seen_by_the_failure_detector_leaves_one_side_a_majori
         enqueue(self, item, meta, now=now)
 
     monkeypatch.setattr(Peer, "enqueue", lossy)
-    # no TCP pings and no periodic push-pull: only the UDP cut decides who is reachable
-    gossip = attrs.evolve(GOSSIP, tcp_pings=False, push_pull_interval=1e6)
+    # no TCP pings, no periodic push-pull and no reconnects (the cut leaves TCP alone):
+    # only the UDP cut decides who is reachable
+    gossip = attrs.evolve(GOSSIP, tcp_pings=False, push_pull_interval=1e6, reconnect_interval=0)
     with trio.fail_after(GUARD):
         async with open_cluster("abcde", interval=1000.0, gossip=gossip) as nodes:
             major, minor = nodes[:3], nodes[3:]

@@ -136,6 +136,15 @@ class GossipConfig:
     each other even where gossip, whose broadcasts are sent a bounded number of times,
     missed one of them; memberlist leaves that to the next periodic push-pull, up to
     ``push_pull_interval`` later."""
+    reconnect_interval: float = 30.0
+    """How often to try joining a failed member again (0: never), as Serf does: once
+    the two sides of a partition have declared each other failed, nothing else
+    probes across, so without it they stay apart after the network heals. Each
+    interval, with a probability of failed members / live members (so that the
+    cluster as a whole tries each failed member about once per interval), one failed
+    member is picked at random and joined through its last address."""
+    reconnect_timeout: float = 24 * 3600.0
+    """How long a failed member is tried again before it is given up (Serf's)."""
 
     @classmethod
     def scaled(cls, factor: float, **overrides: float | int | bool) -> GossipConfig:
@@ -158,6 +167,8 @@ class GossipConfig:
             dead_node_reclaim_time=base.dead_node_reclaim_time * factor,
             leave_timeout=base.leave_timeout * factor,
             join_sync_delay=base.join_sync_delay * factor,
+            reconnect_interval=base.reconnect_interval * factor,
+            reconnect_timeout=base.reconnect_timeout * factor,
         )
         return attrs.evolve(config, **overrides)  # type: ignore[arg-type]
 
@@ -183,6 +194,8 @@ class GossipStats:
     """Probes that got no ack, direct, indirect or over TCP: each one a suspicion."""
     probes_refused: int = 0
     """Failed probes cut short because the member's TCP port refused the connection."""
+    reconnects: int = 0
+    """Attempts to join a failed member again (:attr:`GossipConfig.reconnect_interval`)."""
 
 
 # -- dissemination ----------------------------------------------------------------------
@@ -649,6 +662,8 @@ class GossipCluster:
         self._nursery: trio.Nursery | None = None
         self._running: AbstractAsyncContextManager[None] | None = None
         self._left = False
+        # failed members to join again: id -> (last address, trio time of the failure)
+        self._failed: dict[str, tuple[tuple[str, int], float]] = {}
 
     def __repr__(self) -> str:
         return f"<GossipCluster {self._id!r}>"
@@ -788,9 +803,7 @@ class GossipCluster:
             raise ClusterError("could not bind UDP and TCP on one port")
         self._udp = udp
         local = Member(self._id, (host, actual), self._local_meta(), versions=self._versions)
-        self._table = MemberTable(
-            local, self.config, self._system.events.publish, trio.current_time()
-        )
+        self._table = MemberTable(local, self.config, self._on_event, trio.current_time())
         self._running = self._run(listeners)
         await self._running.__aenter__()
         return self
@@ -806,6 +819,8 @@ class GossipCluster:
                 nursery.start_soon(self._gossip_loop)
                 nursery.start_soon(self._push_pull_loop)
                 nursery.start_soon(self._timer_loop)
+                if self.config.reconnect_interval > 0:
+                    nursery.start_soon(self._reconnect_loop)
                 system = self._system
                 if system._cluster is None:
                     system._cluster = self
@@ -1082,6 +1097,40 @@ class GossipCluster:
                 if not self.table.broadcasts:
                     break
                 await self._send(member.address, [])
+
+    def _on_event(self, event: MemberEvent) -> None:
+        """Every member event of the table: remember failed members (for
+        :meth:`_reconnect_loop`), then publish it."""
+        member = event.member
+        if isinstance(event, MemberFailed):
+            self._failed[member.id] = (member.address, trio.current_time())
+        elif isinstance(event, MemberJoined | MemberLeft):
+            self._failed.pop(member.id, None)
+        self._system.events.publish(event)
+
+    async def _reconnect_loop(self) -> None:
+        """Serf's reconnect: join a random failed member again, now and then (see
+        :attr:`GossipConfig.reconnect_interval`)."""
+        config = self.config
+        while True:
+            await trio.sleep(config.reconnect_interval)
+            now = trio.current_time()
+            for name, (_, since) in list(self._failed.items()):
+                if now - since > config.reconnect_timeout:
+                    del self._failed[name]
+            if not self._failed or self._left:
+                continue
+            if random.random() > len(self._failed) / max(1, self.table.num_live()):
+                continue
+            name = random.choice(sorted(self._failed))
+            address = self._failed[name][0]
+            self.stats.reconnects += 1
+            try:
+                await self._push_pull(address, join=True)
+            except (*_NETWORK_ERRORS, ClusterError, ValueError, TypeError) as error:
+                log.debug("reconnecting to the failed member %s failed: %s", name, error)
+            else:
+                log.info("reconnected to the failed member %s at %s", name, address)
 
     async def _push_pull_loop(self) -> None:
         while True:
