@@ -8,7 +8,6 @@ no test asserts how long anything took.
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from faults import cut_push_pulls, faulty
 
 from tinyagents import ActorSystem
 from tinyagents.cluster import MemberFailed, MemberState, MemberSuspect
@@ -51,43 +51,6 @@ def _drain(subscription: Any) -> list[Any]:
 def _state(cluster: GossipCluster, name: str) -> MemberState | None:
     node = cluster.table.nodes.get(name)
     return None if node is None else node.member.state
-
-
-class _FaultyUDP:
-    """A node's UDP socket, wrapped: drops outgoing packets with probability ``loss``
-    (seeded), and every packet either way while ``paused``."""
-
-    def __init__(self, sock: Any, loss: float = 0.0, seed: int = 0) -> None:
-        self._sock = sock
-        self._random = random.Random(seed)
-        self.loss = loss
-        self.paused = False
-        self.dropped = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-    async def sendto(self, data: bytes, address: tuple[str, int]) -> int:
-        if self.paused or (self.loss and self._random.random() < self.loss):
-            self.dropped += 1
-            await trio.lowlevel.checkpoint()
-            return len(data)
-        result: int = await self._sock.sendto(data, address)
-        return result
-
-    async def recvfrom(self, size: int) -> tuple[bytes, Any]:
-        while True:
-            data, sender = await self._sock.recvfrom(size)
-            if not self.paused:
-                return data, sender
-            self.dropped += 1
-
-
-def _faulty(cluster: GossipCluster, loss: float = 0.0, seed: int = 0) -> _FaultyUDP:
-    """Wrap ``cluster``'s UDP socket (its loops read the attribute on every packet)."""
-    wrapper = _FaultyUDP(cluster._udp, loss, seed)
-    cluster._udp = wrapper  # type: ignore[assignment]
-    return wrapper
 
 
 @attrs.define
@@ -226,7 +189,7 @@ async def test_a_paused_node_refutes_its_suspicion_and_is_never_failed() -> None
         system.events.subscribe(MemberSuspect, MemberFailed) as events,
         _cluster(system, names, config) as (_, nodes),
     ):
-        udp = _faulty(nodes[paused].cluster)
+        udp = faulty(nodes[paused].cluster)
         await _join_all(nodes)
         before = nodes[paused].cluster.local_member.incarnation
         others = [n.cluster for name, n in nodes.items() if name != paused]
@@ -263,7 +226,7 @@ async def test_twenty_percent_packet_loss_converges_without_false_failures() -> 
         system.events.subscribe(MemberFailed) as failures,
         _cluster(system, names, config) as (_, nodes),
     ):
-        sockets = [_faulty(n.cluster, loss=0.2, seed=i) for i, n in enumerate(nodes.values())]
+        sockets = [faulty(n.cluster, loss=0.2, seed=i) for i, n in enumerate(nodes.values())]
         await _join_all(nodes)
         # a few probe periods: each node probes each other one about twice
         await trio.sleep(2 * len(names) * config.probe_interval)
@@ -308,24 +271,16 @@ async def test_after_a_partition_heals_failed_members_are_joined_again(
         gossip_to_the_dead_time=0.5,
         reconnect_interval=interval if reconnect else 0.0,
     )
-    partitioned = False
-    push_pull = GossipCluster._push_pull
-
-    async def cut_push_pull(self: GossipCluster, addr: tuple[str, int], *, join: bool) -> None:
-        if partitioned:
-            raise OSError("the network is partitioned")
-        await push_pull(self, addr, join=join)
-
-    monkeypatch.setattr(GossipCluster, "_push_pull", cut_push_pull)
+    partition = cut_push_pulls(monkeypatch)
     async with ActorSystem("app") as system, _cluster(system, ["a", "b"], config) as (_, nodes):
         a, b = nodes["a"].cluster, nodes["b"].cluster
-        udp = _faulty(a)
+        udp = faulty(a)
         await _join_all(nodes)
 
-        partitioned = udp.paused = True
+        partition.on = udp.paused = True
         # each side fails the other, then forgets it (gossip_to_the_dead_time)
         await _until(lambda: "b" not in a.table.nodes and "a" not in b.table.nodes)
-        partitioned = udp.paused = False
+        partition.on = udp.paused = False
 
         if reconnect:
             everyone = {"a": "alive", "b": "alive"}

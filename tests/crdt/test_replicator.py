@@ -14,6 +14,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
+from faults import cut_push_pulls, cut_transport, faulty
 
 from tinyagents import ActorSystem
 from tinyagents.cluster import GossipCluster, GossipConfig, LocalCluster
@@ -175,15 +176,7 @@ async def test_eight_nodes_converge_and_an_add_wins_over_a_concurrent_remove() -
 async def test_a_partition_heals_and_both_sides_converge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    cut: set[frozenset[str]] = set()
-    enqueue = Peer.enqueue
-
-    def lossy(self: Peer, item: list[object], meta: object = None, *, now: bool = False) -> None:
-        if frozenset((self.transport.node, self.node)) in cut:
-            return  # the network loses it
-        enqueue(self, item, meta, now=now)
-
-    monkeypatch.setattr(Peer, "enqueue", lossy)
+    cut = cut_transport(monkeypatch)
     with trio.fail_after(GUARD):
         async with open_cluster("abcd", timeout=2.0) as nodes:
             left, right = nodes[:2], nodes[2:]
@@ -212,54 +205,21 @@ async def test_a_partition_heals_and_both_sides_converge(
             assert nodes[3].replicator.stats.full_states_sent > 0
 
 
-class _CutUDP:
-    """A node's UDP socket, wrapped: packets to and from ``cut`` addresses are lost."""
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self.cut: set[tuple[str, int]] = set()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-    async def sendto(self, data: bytes, address: tuple[str, int]) -> int:
-        if tuple(address[:2]) in self.cut:
-            await trio.lowlevel.checkpoint()
-            return len(data)
-        result: int = await self._sock.sendto(data, address)
-        return result
-
-    async def recvfrom(self, size: int) -> tuple[bytes, Any]:
-        while True:
-            data, sender = await self._sock.recvfrom(size)
-            if tuple(sender[:2]) not in self.cut:
-                return data, sender
-
-
 async def test_a_partition_seen_by_the_failure_detector_leaves_one_side_a_majority(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # each side declares the other failed; the nodes that failed without leaving still
     # count in N, so the minority cannot reach a majority of its own and a ReadMajority
     # after the heal still overlaps the majority's WriteMajority
-    cut: set[frozenset[str]] = set()
-    enqueue = Peer.enqueue
-
-    def lossy(self: Peer, item: list[object], meta: object = None, *, now: bool = False) -> None:
-        if frozenset((self.transport.node, self.node)) in cut:
-            return
-        enqueue(self, item, meta, now=now)
-
-    monkeypatch.setattr(Peer, "enqueue", lossy)
-    # no TCP pings, no periodic push-pull and no reconnects (the cut leaves TCP alone):
-    # only the UDP cut decides who is reachable
-    gossip = attrs.evolve(GOSSIP, tcp_pings=False, push_pull_interval=1e6, reconnect_interval=0)
+    cut = cut_transport(monkeypatch)
+    partition = cut_push_pulls(monkeypatch)
+    # no TCP pings and no periodic push-pull: only the cut decides who is reachable
+    gossip = attrs.evolve(GOSSIP, tcp_pings=False, push_pull_interval=1e6)
     with trio.fail_after(GUARD):
         async with open_cluster("abcde", interval=1000.0, gossip=gossip) as nodes:
             major, minor = nodes[:3], nodes[3:]
-            sockets = {}
-            for node in nodes:
-                sockets[node.name] = node.cluster._udp = _CutUDP(node.cluster._udp)  # type: ignore[assignment]
+            sockets = {node.name: faulty(node.cluster) for node in nodes}
+            partition.on = True
             for x in major:
                 for y in minor:
                     cut.add(frozenset((x.name, y.name)))
@@ -280,11 +240,11 @@ async def test_a_partition_seen_by_the_failure_detector_leaves_one_side_a_majori
                 await d.get(VISITS, read=ReadMajority(), timeout=30)
             assert d.peek(VISITS).value == 1  # d's write stands locally
 
-            # heal, and let an operator join the sides again
+            # heal: the reconnect of failed members joins the two sides again
+            partition.on = False
             cut.clear()
             for wrapper in sockets.values():
                 wrapper.cut.clear()
-            await minor[0].cluster.join(major[0].cluster.address)
             await wait_members(nodes, 5)
             counter = await minor[1].replicator.get(VISITS, read=ReadMajority())
             assert counter.value >= 5  # the majority's write is seen
