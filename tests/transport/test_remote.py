@@ -23,6 +23,7 @@ from tinyagents.errors import (
     NodeUnreachable,
     NotSerializable,
     RemoteError,
+    TurnSuspended,
     UnknownMessageType,
 )
 from tinyagents.events import DeadLetter, DeadLetterReason
@@ -30,6 +31,7 @@ from tinyagents.llm import Chunk
 from tinyagents.router import ConsistentHash, GetRoutees
 from tinyagents.testing import ScriptedProvider
 from tinyagents.transport import MessageRegistry, Transport, TransportConfig, message
+from tinyagents.transport._service import _error_from_wire
 
 GUARD = 20  # seconds: a test that hangs fails instead (no timing is asserted)
 
@@ -586,10 +588,15 @@ async def test_a_suspended_turn_is_resumed_across_nodes_with_decisions() -> None
         async with node("a") as (system_a, _), node("b") as (system_b, transport_b):
             await system_b.spawn(Agent("bot", provider, "m", tools=[pay, refund]), name="bot")
             bot = system_a.ref_for(uri(transport_b, "/user/bot"))
-            with pytest.raises(RemoteError, match="TurnSuspended") as info:
+            with pytest.raises(TurnSuspended) as info:
                 await bot.ask(Prompt("settle up"), timeout=10)
+            # typed as on the agent's node: the waiting calls, with their arguments
+            assert info.value.agent == "bot"
+            assert [(c.id, c.name, dict(c.arguments)) for c in info.value.waiting] == [
+                ("c1", "pay", {"amount": 5}),
+                ("c2", "refund", {"amount": 9}),
+            ]
             assert "pay (c1)" in str(info.value)
-            assert "refund (c2)" in str(info.value)
             decisions = {"c1": Approve({"amount": 6}), "c2": Deny("not today")}
             response = await bot.ask(Resume(decisions), timeout=10)
     assert sent == ["pay 6"]
@@ -679,3 +686,16 @@ async def test_the_frame_limit_on_both_sides() -> None:
                 await echo.ask(b"x" * 4000, timeout=10)
             assert transport_b.stats.frames_too_large == 1
             assert await echo.ask("b goes on", timeout=10) == "b goes on"
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["not json", "[]", '{"agent": "bot"}', '{"agent": "bot", "detail": "x", "waiting": [1]}'],
+)
+def test_a_garbled_suspension_from_a_peer_is_a_remote_error(data: str) -> None:
+    error = _error_from_wire(
+        "suspended", data, "agent 'bot' has a suspended turn", "/user/bot", None, "b"
+    )
+    assert isinstance(error, RemoteError)
+    assert error.type_name == "TurnSuspended"
+    assert error.node == "b"

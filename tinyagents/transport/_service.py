@@ -40,6 +40,7 @@ or the cluster declares it dead, tells that could not be written are dead letter
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 import secrets
@@ -78,6 +79,7 @@ from ..errors import (
     RemoteError,
     SystemNotRunning,
     TransportError,
+    TurnSuspended,
     UnknownMessageType,
 )
 from ._codec import Codec, MessageRegistry
@@ -188,7 +190,35 @@ def _error_to_wire(error: BaseException) -> tuple[str, str, str]:
         return "unknown_type", error.type_id, str(error)
     if isinstance(error, CodecError):
         return "codec", type(error).__qualname__, str(error)
+    if isinstance(error, TurnSuspended):
+        return "suspended", _suspension_to_wire(error), str(error)
     return "error", type(error).__qualname__, str(error)
+
+
+def _suspension_to_wire(error: TurnSuspended) -> str:
+    """A suspended turn's agent, detail and waiting calls, as JSON (the tool calls'
+    arguments came from a model as JSON)."""
+    waiting = [
+        {"id": call.id, "name": call.name, "arguments": dict(call.arguments)}
+        for call in error.waiting
+    ]
+    try:
+        return json.dumps({"agent": error.agent, "detail": error.detail, "waiting": waiting})
+    except (TypeError, ValueError):  # arguments edited into something JSON cannot hold
+        return json.dumps({"agent": error.agent, "detail": error.detail, "waiting": []})
+
+
+def _suspension_from_wire(data: str, text: str, node: str) -> BaseException:
+    from ..llm import ToolCall
+
+    try:
+        fields = json.loads(data)
+        waiting = tuple(
+            ToolCall(call["id"], call["name"], call["arguments"]) for call in fields["waiting"]
+        )
+        return TurnSuspended(str(fields["agent"]), waiting, str(fields["detail"]))
+    except (ValueError, TypeError, KeyError):  # a peer's garbage: still an error, typed
+        return RemoteError("TurnSuspended", text, node=node)
 
 
 def _error_from_wire(
@@ -217,6 +247,8 @@ def _error_from_wire(
         return UnknownMessageType(type_name, text)
     if kind == "codec":
         return CodecError(text)
+    if kind == "suspended":
+        return _suspension_from_wire(type_name, text, node)
     return RemoteError(type_name, text, node=node)
 
 
