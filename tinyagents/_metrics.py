@@ -134,7 +134,10 @@ class Metrics:
 
     def inc(self, name: str, amount: float = 1, /, **labels: str) -> None:
         """Add ``amount`` to the counter ``name`` with ``labels``."""
-        key = (name, _labels(labels) if labels else ())
+        self._add((name, _labels(labels) if labels else ()), amount)
+
+    def _add(self, key: tuple[str, Labels], amount: float) -> None:
+        """``inc`` with its key made (labels sorted by name, values str)."""
         self._counters[key] = self._counters.get(key, 0) + amount
 
     def histogram(
@@ -142,7 +145,12 @@ class Metrics:
     ) -> _Histogram:
         """The histogram ``name`` with ``labels`` (created on first use), whose
         ``observe(value)`` records one value."""
-        key = (name, _labels(labels) if labels else ())
+        return self._histogram_at((name, _labels(labels) if labels else ()), buckets)
+
+    def _histogram_at(
+        self, key: tuple[str, Labels], buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    ) -> _Histogram:
+        """``histogram`` with its key made (as for :meth:`_add`)."""
         found = self._histograms.get(key)
         if found is None:
             found = self._histograms[key] = _Histogram(buckets)
@@ -298,25 +306,17 @@ def record_llm_call(
     metrics = current_metrics()
     if metrics is None:
         return
-    metrics.inc("tinyagents_llm_calls_total", provider=provider, model=model)
-    metrics.histogram("tinyagents_llm_duration_seconds", provider=provider, model=model).observe(
-        seconds
-    )
+    # the label tuples made here, sorted by name as _labels makes them: once per call
+    model_label, provider_label = ("model", str(model)), ("provider", str(provider))
+    labels = (model_label, provider_label)
+    metrics._add(("tinyagents_llm_calls_total", labels), 1)
+    metrics._histogram_at(("tinyagents_llm_duration_seconds", labels)).observe(seconds)
     if error_type is not None:
-        metrics.inc("tinyagents_llm_errors_total", provider=provider, model=model, error=error_type)
+        errors = (("error", str(error_type)), model_label, provider_label)
+        metrics._add(("tinyagents_llm_errors_total", errors), 1)
     if input_tokens:
-        metrics.inc(
-            "tinyagents_llm_tokens_total",
-            input_tokens,
-            provider=provider,
-            model=model,
-            type="input",
-        )
+        tokens = (model_label, provider_label, ("type", "input"))
+        metrics._add(("tinyagents_llm_tokens_total", tokens), input_tokens)
     if output_tokens:
-        metrics.inc(
-            "tinyagents_llm_tokens_total",
-            output_tokens,
-            provider=provider,
-            model=model,
-            type="output",
-        )
+        tokens = (model_label, provider_label, ("type", "output"))
+        metrics._add(("tinyagents_llm_tokens_total", tokens), output_tokens)
