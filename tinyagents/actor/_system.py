@@ -356,13 +356,11 @@ class ActorSystem:
         try:
             await nursery.start(self._host_actors)
             await nursery.start(self._run_timer)
+            self._state = _State.RUNNING  # the admin endpoint starts on a running system
             if self._admin is not None:
-                self._state = _State.RUNNING  # the endpoint starts on a running system
-                try:
-                    await nursery.start(self._serve_admin, self._admin)
-                finally:
-                    self._state = _State.UNOPENED
+                await nursery.start(self._serve_admin, self._admin)
         except BaseException:
+            self._state = _State.UNOPENED
             for scope in (self._actors_scope, self._timer_scope):
                 if scope is not None:  # shielded: the nursery's cancel does not reach them
                     scope.cancel()
@@ -372,7 +370,6 @@ class ActorSystem:
         body_scope = trio.CancelScope()
         body_scope.__enter__()
         self._body_scope = body_scope
-        self._state = _State.RUNNING
         return self
 
     async def _host_actors(self, task_status: trio.TaskStatus[None]) -> None:

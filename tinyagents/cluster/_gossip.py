@@ -1103,7 +1103,8 @@ class GossipCluster:
         :meth:`_reconnect_loop`), then publish it."""
         member = event.member
         if isinstance(event, MemberFailed):
-            self._failed[member.id] = (member.address, trio.current_time())
+            if self.config.reconnect_interval > 0:  # else nothing would ever prune them
+                self._failed[member.id] = (member.address, trio.current_time())
         elif isinstance(event, MemberJoined | MemberLeft):
             self._failed.pop(member.id, None)
         self._system.events.publish(event)
